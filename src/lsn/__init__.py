@@ -1,0 +1,30 @@
+"""lsn: find, intervene on and fine-tune the language-specific neurons of Hugging Face models."""
+
+__version__ = "0.1.0"
+
+from .models import (  # noqa: E402
+    MLPFamily,
+    NeuronSite,
+    UnsupportedModelError,
+    find_neuron_sites,
+    register_mlp_family,
+)
+from .neuron_set import NeuronSet  # noqa: E402
+from .recording import record_activations  # noqa: E402
+from .selection import random_neurons, select_by_probability, select_lape, select_specialized  # noqa: E402
+from .stats import ActivationStats  # noqa: E402
+
+__all__ = [
+    "ActivationStats",
+    "MLPFamily",
+    "NeuronSet",
+    "NeuronSite",
+    "UnsupportedModelError",
+    "find_neuron_sites",
+    "random_neurons",
+    "record_activations",
+    "register_mlp_family",
+    "select_by_probability",
+    "select_lape",
+    "select_specialized",
+]

@@ -1,0 +1,234 @@
+"""Corpora to model batches: packing texts into fixed windows, sharding over processes.
+
+As in the reference (Tang et al. 2024), text is tokenized, concatenated and cut into
+`seq_len` windows (no padding; only the last window may be shorter). Windows are numbered
+over the whole corpus and window `i` belongs to rank `i % world_size`, so N processes see
+exactly the windows one process would. Batch dicts given by the user are used as given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Batch", "Corpus", "CorpusSpec", "describe_corpus", "iter_batches", "load_corpus", "open_corpus"]
+
+_TOKENIZE_CHUNK = 256
+
+
+@dataclass
+class Batch:
+    """Model inputs (on CPU) and, per side, which positions are real tokens."""
+
+    inputs: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]  # side -> bool [batch, seq]
+
+    def num_tokens(self, side: str = "decoder") -> int:
+        return int(self.masks[side].sum())
+
+
+CorpusSpec = Any  # texts (list / iterable / datasets.Dataset) or an iterable of batch dicts
+
+
+@dataclass
+class Corpus:
+    """A group's source, checked: `kind` is `"texts"` or `"batches"`."""
+
+    group: str
+    kind: str
+    items: Iterable
+
+
+def _peek(source: Iterable) -> tuple[Any, Iterator]:
+    iterator = iter(source)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return None, iter(())
+    return first, itertools.chain([first], iterator)
+
+
+def open_corpus(group: str, source: CorpusSpec, text_column: str = "text") -> Corpus:
+    """Check a group's source before any work starts; empty or malformed sources raise here."""
+    kind, items = _kind(group, source, text_column)
+    return Corpus(group, kind, items)
+
+
+def _kind(group: str, source: CorpusSpec, text_column: str) -> tuple[str, Iterable]:
+    if isinstance(source, (str, bytes)):
+        raise TypeError(f"Group `{group}` is a single string; pass a list of texts, e.g. `{{'{group}': [text, ...]}}`.")
+    column_names = getattr(source, "column_names", None)
+    if column_names is not None and not isinstance(source, Mapping):  # a datasets.Dataset
+        if isinstance(column_names, dict):
+            raise TypeError(f"Group `{group}` is a DatasetDict; pick a split, e.g. `ds['train']`.")
+        if "input_ids" in column_names and text_column not in column_names:
+            raise TypeError(f"Group `{group}` is a tokenized Dataset; pass batches (dicts of tensors) or the text column.")
+        if text_column not in column_names:
+            raise ValueError(
+                f"Group `{group}`: the dataset has no `{text_column}` column (columns: {column_names}); "
+                "pass `text_column=` to name the text column."
+            )
+        source = (row[text_column] for row in source)
+    first, iterator = _peek(source)
+    if first is None:
+        raise ValueError(f"Group `{group}` is empty: give it some text, or leave it out.")
+    if isinstance(first, str):
+        return "texts", iterator
+    if isinstance(first, Mapping) and "input_ids" in first:
+        return "batches", iterator
+    raise TypeError(
+        f"Group `{group}` yields {type(first).__name__}; expected texts (str) or batch dicts with `input_ids`."
+    )
+
+
+def _windows(texts: Iterable[str], tokenizer, seq_len: int, max_tokens: int | None) -> Iterator[list[int]]:
+    """Pack tokenized texts into windows of `seq_len` tokens, `max_tokens` in all."""
+    separator = []
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    if tokenizer.bos_token_id is None or probe[:1] != [tokenizer.bos_token_id]:
+        # No BOS marks document starts: separate documents with EOS, as GPT-2 style packing does.
+        separator = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    budget = max_tokens if max_tokens is not None else float("inf")
+    buffer: list[int] = []
+    texts = iter(texts)
+    while budget > 0:
+        raw = list(itertools.islice(texts, _TOKENIZE_CHUNK))
+        if not raw:
+            break
+        chunk = [t for t in raw if t]
+        for ids in tokenizer(chunk, add_special_tokens=True)["input_ids"] if chunk else []:
+            buffer.extend(ids + separator)
+        while len(buffer) >= seq_len and budget >= seq_len:
+            yield buffer[:seq_len]
+            del buffer[:seq_len]
+            budget -= seq_len
+        if budget < seq_len and len(buffer) >= budget:
+            break
+    tail = buffer[: int(min(len(buffer), budget, seq_len))]
+    if tail:
+        yield tail
+
+
+def _pack(windows: list[list[int]], pad_id: int) -> Batch:
+    length = max(len(w) for w in windows)
+    input_ids = torch.full((len(windows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(windows), length), dtype=torch.long)
+    for i, w in enumerate(windows):
+        input_ids[i, : len(w)] = torch.tensor(w, dtype=torch.long)
+        mask[i, : len(w)] = 1
+    return Batch({"input_ids": input_ids, "attention_mask": mask}, {"decoder": mask.bool()})
+
+
+def _as_batch(group: str, batch: Mapping, encoder_decoder: bool) -> Batch:
+    inputs = {k: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v)) for k, v in batch.items()}
+    input_ids = inputs["input_ids"]
+    if input_ids.ndim != 2:
+        raise ValueError(f"Group `{group}`: `input_ids` must be [batch, seq], got shape {tuple(input_ids.shape)}.")
+    mask = inputs.get("attention_mask")
+    mask = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool()
+    if not encoder_decoder:
+        return Batch(inputs, {"decoder": mask})
+    if "decoder_attention_mask" in inputs:
+        decoder_mask = inputs["decoder_attention_mask"].bool()
+    elif "labels" in inputs:
+        decoder_mask = inputs["labels"] != -100
+    elif "decoder_input_ids" in inputs:
+        decoder_mask = torch.ones_like(inputs["decoder_input_ids"], dtype=torch.bool)
+    else:
+        raise ValueError(f"Group `{group}`: an encoder-decoder model needs `labels` or `decoder_input_ids` in each batch.")
+    return Batch(inputs, {"encoder": mask, "decoder": decoder_mask})
+
+
+def iter_batches(
+    corpus: Corpus,
+    *,
+    tokenizer=None,
+    seq_len: int = 512,
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+    encoder_decoder: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    skip_batches: int = 0,
+) -> Iterator[Batch]:
+    """This rank's batches of one group, after skipping `skip_batches` of them (resume)."""
+    group, items = corpus.group, corpus.items
+    if corpus.kind == "batches":
+        if max_tokens is not None:
+            logger.warning("Group `%s` is given as batches, used whole: `max_tokens` does not apply to it.", group)
+        mine = itertools.islice(items, rank, None, world_size)
+        for batch in itertools.islice(mine, skip_batches, None):
+            yield _as_batch(group, batch, encoder_decoder)
+        return
+
+    if tokenizer is None:
+        raise ValueError(f"Group `{group}` is text: pass `tokenizer=` to tokenize it, or give batches of `input_ids`.")
+    if encoder_decoder:
+        raise ValueError(
+            f"Group `{group}` is plain text, but an encoder-decoder model needs source and target: "
+            "pass batches with `input_ids` and `labels` (see `lsn.translate`)."
+        )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    windows = itertools.islice(_windows(items, tokenizer, seq_len, max_tokens), rank, None, world_size)
+    windows = itertools.islice(windows, skip_batches * batch_size, None)
+    while chunk := list(itertools.islice(windows, batch_size)):
+        yield _pack(chunk, pad_id)
+
+
+def load_corpus(spec: str, *, text_column: str = "text", split: str = "train") -> Iterable[str]:
+    """Texts from a local `.txt` (a document per line) / `.jsonl` file, or a hub dataset.
+
+    Hub datasets are named `NAME[:CONFIG]`, e.g. `wikimedia/wikipedia:20231101.fr`, and are
+    streamed, so a corpus larger than the disk works.
+    """
+    path = Path(spec)
+    if path.is_file():
+        if path.suffix == ".jsonl":
+            return _jsonl_texts(path, text_column)
+        return _text_lines(path)
+    if path.suffix in (".txt", ".jsonl") or spec.startswith((".", "/")):
+        raise FileNotFoundError(f"No corpus file at `{spec}`.")
+    import datasets
+
+    name, _, config = spec.partition(":")
+    dataset = datasets.load_dataset(name, config or None, split=split, streaming=True)
+    return (row[text_column] for row in dataset)
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line := line.rstrip("\n"):
+                yield line
+
+
+def _jsonl_texts(path: Path, text_column: str) -> Iterator[str]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)[text_column]
+            except (json.JSONDecodeError, KeyError) as err:
+                raise ValueError(f"`{path}` line {n}: expected a JSON object with a `{text_column}` field ({err!r}).") from err
+
+
+def describe_corpus(source: CorpusSpec) -> str:
+    """A short description of a corpus, for metadata."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    info = getattr(source, "info", None)
+    if info is not None and getattr(info, "dataset_name", None):
+        return f"datasets:{info.dataset_name}:{getattr(info, 'config_name', '')}"
+    if isinstance(source, (list, tuple)):
+        return f"{type(source).__name__} of {len(source)} items"
+    return type(source).__name__

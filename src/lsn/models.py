@@ -1,0 +1,209 @@
+"""Where the neurons are: a registry of FFN layouts and the per-layer neuron sites of a model.
+
+A neuron is one channel of an FFN's intermediate dimension (DESIGN.md §1). Each supported
+family is plain data: which MLP attributes hold the activation module, the input matrix or
+matrices (whose output channels are the neurons) and the output matrix (whose input
+channels are the neurons). Sites are found by structure, so any model whose MLP has the
+same attribute names (Llama, Mistral, Qwen2, Gemma, ...) works without a new entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = [
+    "MLPFamily",
+    "NeuronSite",
+    "UnsupportedModelError",
+    "find_neuron_sites",
+    "first_device",
+    "model_shape",
+    "register_mlp_family",
+    "registered_families",
+    "unwrap_model",
+]
+
+
+class UnsupportedModelError(ValueError):
+    """The model has no FFN layout that lsn knows."""
+
+
+@dataclass(frozen=True)
+class MLPFamily:
+    """How one family of FFN blocks is laid out.
+
+    Args:
+        name (`str`): a short name, e.g. `"gated"` or `"gpt2"`.
+        activation (`str`): attribute of the block holding the activation module; its output
+            is the neuron activation (its input is the pre-activation).
+        inputs (`tuple[str, ...]`): attributes of the matrices whose output channels are the
+            neurons (gate and up for gated MLPs, the first matrix for plain ones).
+        output (`str`): attribute of the matrix whose input channels are the neurons.
+        fused_inputs (`int`, *optional*, defaults to 1): how many neuron blocks one input
+            matrix stacks along its output channels (2 for Phi-3's `gate_up_proj`).
+        gated (`bool`, *optional*, defaults to `False`): the activation is multiplied by an
+            up projection before the output matrix.
+        description (`str`, *optional*): the models this entry is meant for, for messages.
+    """
+
+    name: str
+    activation: str
+    inputs: tuple[str, ...]
+    output: str
+    fused_inputs: int = 1
+    gated: bool = False
+    description: str = ""
+
+    def matches(self, module: nn.Module) -> bool:
+        names = (self.activation, self.output, *self.inputs)
+        return all(isinstance(getattr(module, n, None), nn.Module) for n in names)
+
+
+_FAMILIES: list[MLPFamily] = [
+    MLPFamily("gated", "act_fn", ("gate_proj", "up_proj"), "down_proj", gated=True,
+              description="Llama, Mistral, Qwen2, Gemma, Gemma2 and any MLP with gate_proj/up_proj/down_proj/act_fn"),
+    MLPFamily("phi3", "activation_fn", ("gate_up_proj",), "down_proj", fused_inputs=2, gated=True,
+              description="Phi-3 (fused gate_up_proj)"),
+    MLPFamily("gpt2", "act", ("c_fc",), "c_proj", description="GPT-2"),
+    MLPFamily("gpt_neox", "act", ("dense_h_to_4h",), "dense_4h_to_h", description="GPT-NeoX, Pythia"),
+    MLPFamily("bloom", "gelu_impl", ("dense_h_to_4h",), "dense_4h_to_h", description="BLOOM"),
+    MLPFamily("fc", "activation_fn", ("fc1",), "fc2",
+              description="OPT, and encoder + decoder layers of M2M100, NLLB, Marian, BART"),
+]
+
+
+def register_mlp_family(family: MLPFamily, *, first: bool = True) -> None:
+    """Teach lsn a new FFN layout; `first` puts it ahead of the built-in entries."""
+    if any(f.name == family.name for f in _FAMILIES):
+        raise ValueError(f"An MLP family named `{family.name}` is already registered.")
+    _FAMILIES.insert(0 if first else len(_FAMILIES), family)
+
+
+def registered_families() -> tuple[MLPFamily, ...]:
+    return tuple(_FAMILIES)
+
+
+def _conv1d_out_features(module: nn.Module) -> int:
+    # transformers' Conv1D (GPT-2) stores its weight as [in, out].
+    return module.weight.shape[1] if type(module).__name__ == "Conv1D" else module.weight.shape[0]
+
+
+@dataclass
+class NeuronSite:
+    """One FFN layer's neurons: the block, its activation module and its matrices.
+
+    `index` is the flat layer index lsn uses everywhere (encoder layers first, then
+    decoder layers); `side` is `"encoder"` or `"decoder"`.
+    """
+
+    index: int
+    path: str
+    side: str
+    family: MLPFamily
+    block: nn.Module = field(repr=False)
+
+    @property
+    def activation(self) -> nn.Module:
+        return getattr(self.block, self.family.activation)
+
+    @property
+    def input_modules(self) -> list[nn.Module]:
+        return [getattr(self.block, n) for n in self.family.inputs]
+
+    @property
+    def output_module(self) -> nn.Module:
+        return getattr(self.block, self.family.output)
+
+    @property
+    def num_neurons(self) -> int:
+        return _conv1d_out_features(self.input_modules[0]) // self.family.fused_inputs
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The transformers model inside a PEFT or accelerate/DDP wrapper."""
+    while True:
+        if hasattr(model, "get_base_model") and callable(model.get_base_model):
+            inner = model.get_base_model()
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            inner = model.module
+        else:
+            return model
+        if inner is model:
+            return model
+        model = inner
+
+
+def _unsupported(model: nn.Module) -> UnsupportedModelError:
+    families = "; ".join(f"{f.name}: {f.description}" for f in _FAMILIES)
+    return UnsupportedModelError(
+        f"lsn found no FFN neurons in {type(model).__name__}. Supported families: {families}. "
+        "To add another layout, describe it with `lsn.MLPFamily(...)` and call "
+        "`lsn.register_mlp_family(family)` before using the model."
+    )
+
+
+def find_neuron_sites(model: nn.Module) -> list[NeuronSite]:
+    """The FFN neuron sites of `model` in flat layer order (encoder first, then decoder).
+
+    Raises `UnsupportedModelError` when no layout matches, or when the layers do not all
+    have the same number of neurons.
+    """
+    model = unwrap_model(model)
+    found: list[tuple[str, MLPFamily, nn.Module]] = []
+    claimed: list[str] = []
+    for path, module in model.named_modules():
+        if any(path == c or path.startswith(c + ".") for c in claimed):
+            continue
+        family = next((f for f in _FAMILIES if f.matches(module)), None)
+        if family is not None:
+            found.append((path, family, module))
+            claimed.append(path)
+    if not found:
+        raise _unsupported(model)
+
+    encoder = [x for x in found if _side(x[0]) == "encoder"]
+    decoder = [x for x in found if _side(x[0]) == "decoder"]
+    sites = [
+        NeuronSite(i, path, _side(path), family, block)
+        for i, (path, family, block) in enumerate(encoder + decoder)
+    ]
+    if len({id(s.activation) for s in sites}) != len(sites):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} shares one activation module between FFN layers, so lsn "
+            "cannot tell its layers apart; give each layer its own activation module."
+        )
+    sizes = {s.num_neurons for s in sites}
+    if len(sizes) != 1:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has FFN layers of different widths {sorted(sizes)}; "
+            "lsn needs the same number of neurons in every layer."
+        )
+    return sites
+
+
+def _side(path: str) -> str:
+    return "encoder" if "encoder" in path.split(".") else "decoder"
+
+
+def model_shape(model: nn.Module) -> dict:
+    """The facts a neuron set or statistics file must match: layers, neurons, sides, name."""
+    sites = find_neuron_sites(model)
+    base = unwrap_model(model)
+    config = getattr(base, "config", None)
+    return {
+        "num_layers": len(sites),
+        "num_neurons": sites[0].num_neurons,
+        "num_encoder_layers": sum(s.side == "encoder" for s in sites),
+        "architecture": type(base).__name__,
+        "model_name": getattr(config, "_name_or_path", "") or "",
+        "revision": getattr(config, "_commit_hash", None),
+    }
+
+
+def first_device(model: nn.Module) -> torch.device:
+    """Where a model's inputs go (its first parameter's device)."""
+    return next(unwrap_model(model).parameters()).device
+

@@ -1,0 +1,346 @@
+"""Record activation statistics with forward hooks: streaming, multi-process, resumable.
+
+One inference pass over each group's batches; hooks on every FFN activation add, on the
+model's own device, how often each neuron fired (DESIGN.md §1: activation > 0, padding
+never counted). Nothing is copied to the host per batch. Under `accelerate launch` each
+rank records its own shard and the counters are summed at the end; with `checkpoint=`
+each rank saves its counters every `checkpoint_every` batches, and a restart with the
+same arguments skips what is done.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
+from tqdm.auto import tqdm
+
+from .corpora import Batch, CorpusSpec, describe_corpus, iter_batches, open_corpus
+from .hooks import activation_hooks
+from .models import NeuronSite, find_neuron_sites, first_device, model_shape, unwrap_model
+from .stats import ActivationStats, atomic_save_file
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["record_activations"]
+
+
+@dataclass
+class _Accumulators:
+    """Per-layer counters on each layer's device, laid out [groups, neurons] for row updates."""
+
+    counts: list[torch.Tensor]
+    sums: list[torch.Tensor] | None
+    quantile_sums: list[torch.Tensor] | None
+    above_quantile: list[torch.Tensor] | None
+
+    @classmethod
+    def create(cls, sites: list[NeuronSite], groups: int, record_sums: bool, quantile: float | None) -> _Accumulators:
+        def zeros(dtype):
+            return [
+                torch.zeros(groups, s.num_neurons, dtype=dtype, device=s.input_modules[0].weight.device)
+                for s in sites
+            ]
+
+        return cls(
+            counts=zeros(torch.int64),
+            sums=zeros(torch.float64) if record_sums else None,
+            quantile_sums=zeros(torch.float64) if quantile is not None else None,
+            above_quantile=zeros(torch.int64) if quantile is not None else None,
+        )
+
+    def named(self) -> dict[str, list[torch.Tensor]]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+    def stacked(self) -> dict[str, torch.Tensor]:
+        """CPU tensors of shape (layers, neurons, groups)."""
+        return {k: torch.stack([t.cpu() for t in v]).permute(0, 2, 1).contiguous() for k, v in self.named().items()}
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, layers in self.named().items():
+            saved = tensors[name].permute(0, 2, 1)
+            for layer, t in enumerate(layers):
+                t.copy_(saved[layer])
+
+    def all_reduce(self) -> None:
+        for layers in self.named().values():
+            for t in layers:
+                torch.distributed.all_reduce(t)
+
+
+class _Recorder:
+    """The hook state: which group is being recorded and which positions are real tokens."""
+
+    def __init__(self, acc: _Accumulators, quantile: float | None):
+        self.acc = acc
+        self.quantile = quantile
+        self.group = 0
+        self.masks: dict[str, torch.Tensor | None] = {}
+        self.real: dict[str, int] = {}
+        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+    def set_batch(self, batch: Batch) -> None:
+        self.masks, self.real, self._on_device = {}, {}, {}
+        for side, mask in batch.masks.items():
+            self.real[side] = int(mask.sum())
+            self.masks[side] = None if bool(mask.all()) else mask.reshape(-1)
+
+    def _mask(self, side: str, device: torch.device) -> torch.Tensor | None:
+        """The side's flat mask on `device`, moved once per batch and device (None: no padding)."""
+        if self.masks[side] is None:
+            return None
+        key = (side, device)
+        if key not in self._on_device:
+            self._on_device[key] = self.masks[side].to(device, non_blocking=True)
+        return self._on_device[key]
+
+    def __call__(self, site: NeuronSite, pre: torch.Tensor, act: torch.Tensor) -> None:
+        # Must return None: a forward hook's return value would replace the activation.
+        mask = self._mask(site.side, act.device)
+        act = act.reshape(-1, act.shape[-1])  # [tokens, neurons]
+        fired = act > 0
+        if mask is not None:
+            fired &= mask[:, None]
+        self.acc.counts[site.index][self.group] += fired.sum(0)
+        if self.acc.sums is not None:
+            values = act.float() if mask is None else act.float() * mask[:, None]
+            self.acc.sums[site.index][self.group] += values.sum(0)
+        if self.quantile is not None:
+            self._quantile(site, pre.reshape(-1, pre.shape[-1]).float(), mask)
+
+    def _quantile(self, site: NeuronSite, pre: torch.Tensor, mask: torch.Tensor | None) -> None:
+        n = self.real[site.side]
+        if n == 0:
+            return
+        if mask is not None:
+            pre = pre.masked_fill(~mask[:, None], math.inf)  # padding sorts last
+        k = min(n, max(1, math.ceil(self.quantile * n)))
+        q = pre.kthvalue(k, dim=0).values  # [neurons]
+        above = pre > q
+        if mask is not None:
+            above &= mask[:, None]
+        self.acc.quantile_sums[site.index][self.group] += q
+        self.acc.above_quantile[site.index][self.group] += above.sum(0)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), joining the process group `accelerate launch` / `torchrun` set up."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        from accelerate import PartialState
+
+        # Without CUDA a plain PartialState() reports one process in every rank.
+        PartialState(cpu=not torch.cuda.is_available())
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _forward_fn(model: torch.nn.Module):
+    """The backbone's forward (no LM head: its logits are not needed), with the cache off."""
+    inner = unwrap_model(model)
+    backbone = getattr(inner, "base_model", inner)
+    if not isinstance(backbone, torch.nn.Module):
+        backbone = inner
+    accepts_cache = "use_cache" in inspect.signature(backbone.forward).parameters
+    accepted = set(inspect.signature(backbone.forward).parameters)
+
+    def forward(inputs: dict[str, torch.Tensor]) -> None:
+        kwargs = {k: v for k, v in inputs.items() if k in accepted}
+        if "decoder_input_ids" not in kwargs and "labels" in inputs and "decoder_input_ids" in accepted:
+            kwargs["decoder_input_ids"] = _shift_labels(inner, inputs["labels"])
+        if accepts_cache:
+            kwargs["use_cache"] = False
+        backbone(**kwargs)
+
+    return forward
+
+
+def _shift_labels(model: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    """Decoder inputs from labels, as seq2seq models do when given `labels` only."""
+    config = model.config
+    start = config.decoder_start_token_id
+    shifted = labels.new_zeros(labels.shape)
+    shifted[:, 1:] = labels[:, :-1].clone()
+    shifted[:, 0] = start
+    return shifted.masked_fill(shifted == -100, config.pad_token_id)
+
+
+class _Checkpoint:
+    """One safetensors file per rank: counters so far, and how many batches each group used."""
+
+    def __init__(self, directory: str | os.PathLike, rank: int, world_size: int, fingerprint: dict):
+        self.path = Path(directory) / f"rank{rank:05d}-of-{world_size:05d}.safetensors"
+        self.fingerprint = fingerprint
+
+    def load(self, acc: _Accumulators, tokens: dict[str, torch.Tensor]) -> dict[str, dict] | None:
+        if not self.path.exists():
+            return None
+        try:
+            with safe_open(str(self.path), framework="pt") as f:
+                header = f.metadata() or {}
+            saved = load_file(str(self.path))
+            fingerprint = json.loads(header["fingerprint"])
+            progress = json.loads(header["progress"])
+        except (SafetensorError, OSError, KeyError, ValueError) as err:
+            raise ValueError(
+                f"Checkpoint `{self.path}` is damaged ({err!r}); delete it to start over."
+            ) from err
+        if fingerprint != self.fingerprint:
+            diff = sorted(k for k in set(fingerprint) | set(self.fingerprint) if fingerprint.get(k) != self.fingerprint.get(k))
+            raise ValueError(
+                f"Checkpoint `{self.path}` was written with other arguments (differ: {', '.join(diff)}); "
+                "restart with the same arguments, or use another checkpoint directory."
+            )
+        acc.load(saved)
+        for side, t in tokens.items():
+            t.copy_(saved[f"tokens_{side}"])
+        logger.info("Resuming from %s: %s", self.path, progress)
+        return progress
+
+    def save(self, acc: _Accumulators, tokens: dict[str, torch.Tensor], progress: dict[str, dict]) -> None:
+        tensors = acc.stacked() | {f"tokens_{side}": t for side, t in tokens.items()}
+        atomic_save_file(
+            tensors,
+            self.path,
+            {"fingerprint": json.dumps(self.fingerprint), "progress": json.dumps(progress)},
+        )
+
+
+def record_activations(
+    model: torch.nn.Module,
+    corpora: Mapping[str, CorpusSpec],
+    *,
+    tokenizer=None,
+    seq_len: int = 512,
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+    text_column: str = "text",
+    record_sums: bool = False,
+    quantile: float | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    progress: bool = True,
+) -> ActivationStats:
+    """Count, per group, how often each FFN neuron of `model` fires.
+
+    Args:
+        model: a transformers model (plain, PEFT-wrapped, or dispatched over devices).
+        corpora: group name (a language, or a task such as `en-de`) -> texts (a list, an
+            iterable, or a `datasets` Dataset with a `text_column`), or an iterable of batch
+            dicts with `input_ids` (and `attention_mask`; `labels` for encoder-decoder models)
+            used exactly as given.
+        tokenizer: needed for text groups, which are tokenized, concatenated and packed into
+            `seq_len`-token windows (no padding), `max_tokens` per group at most.
+        record_sums: also sum each neuron's activation (for mean-value interventions).
+        quantile: also estimate, per batch, this quantile of each neuron's pre-activation and
+            count tokens above it (the score of Mondal et al. 2025; e.g. `0.9`).
+        checkpoint: a directory; counters are saved there every `checkpoint_every` batches and
+            a restart with the same arguments continues where the last save left off.
+        progress: show a progress bar (tokens/s) per group on the main process.
+
+    Returns:
+        `ActivationStats` with the counts of all processes summed (identical on every rank).
+    """
+    if not corpora:
+        raise ValueError("`corpora` is empty: give at least one group, e.g. `{'en': texts}`.")
+    if quantile is not None and not 0 < quantile < 1:
+        raise ValueError(f"`quantile` must lie in (0, 1), got {quantile}.")
+    if seq_len < 1 or batch_size < 1:
+        raise ValueError(f"`seq_len` and `batch_size` must be positive, got {seq_len} and {batch_size}.")
+    sites = find_neuron_sites(model)
+    shape = model_shape(model)
+    config = getattr(unwrap_model(model), "config", None)
+    encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+    groups = list(corpora)
+    opened = {g: open_corpus(g, src, text_column) for g, src in corpora.items()}
+    rank, world_size = _distributed()
+    device = first_device(model)
+
+    acc = _Accumulators.create(sites, len(groups), record_sums, quantile)
+    sides = ("encoder", "decoder") if encoder_decoder else ("decoder",)
+    tokens = {side: torch.zeros(len(groups), dtype=torch.int64) for side in sides}
+    metadata = {
+        **shape,
+        "sites": [s.path for s in sites],
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "max_tokens": max_tokens,
+        "corpora": {g: describe_corpus(src) for g, src in corpora.items()},
+    }
+    fingerprint = {
+        k: metadata[k] for k in ("num_layers", "num_neurons", "model_name", "seq_len", "batch_size", "max_tokens", "corpora")
+    } | {"groups": groups, "world_size": world_size, "record_sums": record_sums, "quantile": quantile}
+    ckpt = _Checkpoint(checkpoint, rank, world_size, fingerprint) if checkpoint is not None else None
+    done = {g: {"batches": 0, "done": False} for g in groups}
+    if ckpt is not None:
+        done = ckpt.load(acc, tokens) or done
+
+    recorder = _Recorder(acc, quantile)
+    forward = _forward_fn(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with activation_hooks(sites, recorder), torch.inference_mode():
+            for k, group in enumerate(groups):
+                if done[group]["done"]:
+                    continue
+                recorder.group = k
+                stream = iter_batches(
+                    opened[group], tokenizer=tokenizer, seq_len=seq_len, batch_size=batch_size,
+                    max_tokens=max_tokens, encoder_decoder=encoder_decoder,
+                    rank=rank, world_size=world_size, skip_batches=done[group]["batches"],
+                )
+                bar = tqdm(desc=f"record {group}", unit="tok", unit_scale=True, disable=not progress or rank != 0)
+                with bar:
+                    for batch in stream:
+                        recorder.set_batch(batch)
+                        forward({k_: v.to(device, non_blocking=True) for k_, v in batch.inputs.items()})
+                        for side in sides:
+                            tokens[side][k] += recorder.real[side]
+                        done[group]["batches"] += 1
+                        bar.update(recorder.real["decoder"])
+                        if ckpt is not None and done[group]["batches"] % checkpoint_every == 0:
+                            ckpt.save(acc, tokens, done)
+                done[group]["done"] = True
+                if ckpt is not None:
+                    ckpt.save(acc, tokens, done)
+    finally:
+        model.train(was_training)
+
+    batches = torch.tensor([done[g]["batches"] for g in groups], dtype=torch.int64)
+    if world_size > 1:
+        acc.all_reduce()
+        reduced = [tokens[s].to(device) for s in sides] + [batches.to(device)]
+        for t in reduced:
+            torch.distributed.all_reduce(t)
+        tokens = {s: reduced[i].cpu() for i, s in enumerate(sides)}
+        batches = reduced[-1].cpu()
+
+    missing = [g for k, g in enumerate(groups) if int(tokens["decoder"][k]) == 0]
+    if missing:
+        raise ValueError(f"Group(s) {missing} produced no tokens: give each group some text, or leave it out.")
+    stacked = acc.stacked()
+    quantile_means = None
+    if quantile is not None:
+        quantile_means = stacked["quantile_sums"] / batches.clamp_min(1).double()
+    return ActivationStats(
+        counts=stacked["counts"],
+        tokens=tokens["decoder"],
+        groups=groups,
+        sums=stacked.get("sums"),
+        quantile=quantile,
+        quantile_means=quantile_means,
+        quantile_batches=batches if quantile is not None else None,
+        above_quantile=stacked.get("above_quantile"),
+        encoder_tokens=tokens.get("encoder"),
+        metadata=metadata | {"world_size": world_size, "record_sums": record_sums},
+    )

@@ -1,0 +1,225 @@
+"""Selection methods: from `ActivationStats` to a `NeuronSet` (DESIGN.md §3).
+
+- `select_lape`: language activation probability entropy (Tang et al. 2024), exactly the
+  reference algorithm, with deterministic tie-breaking (lower flat index first).
+- `select_by_probability`: per-group activation-probability scores with a fixed budget
+  (Mondal et al. 2025): their per-language-percentile score, or the pooled default.
+- `select_specialized`: Neuron Specialization's cumulative-activation rule (Tan et al. 2024).
+- `random_neurons`: a seeded control with the same count per group and layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+
+from .neuron_set import NeuronSet
+from .stats import ActivationStats
+
+__all__ = ["random_neurons", "select_by_probability", "select_lape", "select_specialized"]
+
+
+def _model_info(stats: ActivationStats) -> dict:
+    keys = ("model_name", "revision", "architecture", "num_encoder_layers")
+    return {k: stats.metadata[k] for k in keys if k in stats.metadata}
+
+
+def _kth_smallest(values: torch.Tensor, rate: float) -> float:
+    """The value at 1-based rank `round(N * rate)` of the flattened tensor (the reference's bar)."""
+    flat = values.flatten()
+    k = min(max(round(flat.numel() * rate), 1), flat.numel())
+    return flat.kthvalue(k).values.item()
+
+
+def _per_layer(flat_index: torch.Tensor, num_layers: int, num_neurons: int) -> list[torch.Tensor]:
+    flat_index = torch.sort(flat_index).values
+    layers = flat_index // num_neurons
+    return [flat_index[layers == layer] % num_neurons for layer in range(num_layers)]
+
+
+def _to_neuron_set(stats: ActivationStats, chosen: Mapping[str, torch.Tensor], method: str, parameters: dict) -> NeuronSet:
+    """`chosen`: group -> flat indices `layer * neurons + neuron`."""
+    return NeuronSet(
+        {g: _per_layer(idx, stats.num_layers, stats.num_neurons) for g, idx in chosen.items()},
+        num_layers=stats.num_layers,
+        num_neurons=stats.num_neurons,
+        method=method,
+        parameters=parameters,
+        model=_model_info(stats),
+    )
+
+
+def lape_entropy(stats: ActivationStats) -> torch.Tensor:
+    """Entropy over groups of each neuron's normalised activation probability, `(layers, neurons)`."""
+    p = stats.probabilities()
+    total = p.sum(-1, keepdim=True)
+    q = torch.where(total > 0, p / total.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(p))  # 0/0 -> 0
+    plogp = torch.where(q > 0, q * q.log(), torch.zeros_like(q))  # 0 * ln 0 = 0
+    return -plogp.sum(-1)
+
+
+def select_lape(
+    stats: ActivationStats,
+    top_rate: float = 0.01,
+    filter_rate: float = 0.95,
+    activation_bar_ratio: float = 0.95,
+) -> NeuronSet:
+    """Language activation probability entropy (Tang et al. 2024).
+
+    Keeps the `round(layers * neurons * top_rate)` neurons of lowest entropy across groups,
+    among those firing above the `filter_rate` bar in some group, and gives each to every
+    group where its probability exceeds the `activation_bar_ratio` bar. Small models need a
+    larger `top_rate` (e.g. 0.05-0.1) to find neurons with a measurable effect.
+    """
+    for name, value in (("top_rate", top_rate), ("filter_rate", filter_rate), ("activation_bar_ratio", activation_bar_ratio)):
+        if not 0 < value <= 1:
+            raise ValueError(f"`{name}` must lie in (0, 1], got {value}.")
+    if len(stats.groups) < 2:
+        raise ValueError(f"LAPE compares groups; these statistics hold only {stats.groups}. Record at least two.")
+    p = stats.probabilities()
+    entropy = lape_entropy(stats)
+    filter_bar = _kth_smallest(p, filter_rate)
+    entropy[(p > filter_bar).sum(-1) == 0] = torch.inf
+
+    flat_entropy = entropy.flatten()
+    keep = round(flat_entropy.numel() * top_rate)
+    order = torch.sort(flat_entropy, stable=True).indices[:keep]  # ties: lower flat index first
+
+    activation_bar = _kth_smallest(p, activation_bar_ratio)
+    selected_p = p.reshape(-1, len(stats.groups))[order]  # [keep, groups]
+    chosen = {g: order[selected_p[:, k] > activation_bar] for k, g in enumerate(stats.groups)}
+    parameters = {
+        "top_rate": top_rate,
+        "filter_rate": filter_rate,
+        "activation_bar_ratio": activation_bar_ratio,
+        "filter_bar": filter_bar,
+        "activation_bar": activation_bar,
+        "tokens": dict(zip(stats.groups, stats.tokens.tolist())),
+    }
+    return _to_neuron_set(stats, chosen, "lape", parameters)
+
+
+def select_by_probability(
+    stats: ActivationStats,
+    *,
+    score: Literal["margin", "contrast", "faithful"] = "margin",
+    top_k: int | None = None,
+    rate: float = 0.00125,
+    min_score: float = 0.0,
+) -> NeuronSet:
+    """Activation-probability thresholding: a score per neuron and group, a fixed budget per group.
+
+    Scores (`p[k]` is the probability that the neuron fires on group k):
+    - `"margin"` (default, pooled): `p[k] - max_{j != k} p[j]`; high when the neuron fires
+      on group k and on no other group.
+    - `"contrast"` (pooled): `p[k] - mean_{j != k} p[j]`.
+    - `"faithful"`: Mondal et al. 2025, `P_k(h > P90_k)`, the share of group k's tokens whose
+      pre-activation `h` exceeds that neuron's per-batch quantile on group k (record with
+      `quantile=0.9`). Measured against its own percentile this is about `1 - q` by
+      construction, so it mostly ranks estimator noise; offered for reproduction.
+
+    Each group keeps its `top_k` best neurons (default `round(rate * layers * neurons)`,
+    573 for Llama-3.1-8B) whose score exceeds `min_score` (pooled scores only).
+    """
+    budget = top_k if top_k is not None else round(rate * stats.num_layers * stats.num_neurons)
+    if budget < 1:
+        raise ValueError(f"The per-group budget is {budget}; raise `rate` ({rate}) or pass `top_k`.")
+    K = len(stats.groups)
+    if score == "faithful":
+        if stats.above_quantile is None:
+            raise ValueError("`score='faithful'` needs quantile estimates: record with `quantile=0.9`.")
+        scores = stats.above_quantile.double() / stats.token_counts()[:, None, :].double()
+        floor = -torch.inf
+    elif score in ("margin", "contrast"):
+        if K < 2:
+            raise ValueError(f"`score={score!r}` compares groups; these statistics hold only {stats.groups}.")
+        p = stats.probabilities()
+        others = p.unsqueeze(-1).expand(*p.shape, K).clone()  # [..., group k, other j]
+        eye = torch.eye(K, dtype=torch.bool)
+        if score == "margin":
+            rival = others.masked_fill(eye, -torch.inf).amax(-2)
+        else:
+            rival = others.masked_fill(eye, 0).sum(-2) / (K - 1)
+        scores = p - rival
+        floor = min_score
+    else:
+        raise ValueError(f"Unknown `score={score!r}`; choose 'margin', 'contrast' or 'faithful'.")
+
+    flat = scores.reshape(-1, K)
+    chosen = {}
+    for k, g in enumerate(stats.groups):
+        order = torch.sort(flat[:, k], descending=True, stable=True).indices[:budget]
+        chosen[g] = order[flat[order, k] > floor]
+    parameters = {"score": score, "top_k": budget, "min_score": min_score if score != "faithful" else None,
+                  "quantile": stats.quantile if score == "faithful" else None}
+    return _to_neuron_set(stats, chosen, "activation_probability", parameters)
+
+
+def _cumulative_keep(counts: torch.Tensor, k: float) -> torch.Tensor:
+    """Indices of the smallest set of neurons whose counts reach `k` of the layer's total."""
+    total = counts.sum()
+    if total == 0:
+        return torch.empty(0, dtype=torch.long)
+    order = torch.sort(counts, descending=True, stable=True).indices
+    cumulative = counts[order].cumsum(0)
+    n = int(torch.searchsorted(cumulative.double(), k * total.double(), side="left")) + 1
+    return torch.sort(order[: min(n, counts.numel())]).values
+
+
+def select_specialized(
+    stats: ActivationStats,
+    k: float | Mapping[str, float] = 0.95,
+    *,
+    encoder_k: float | Mapping[str, float] | None = None,
+) -> NeuronSet:
+    """Neuron Specialization (Tan et al. 2024): per group and layer, the most active neurons
+    whose firing counts add up to a share `k` of the layer's total.
+
+    `k` may be one value or a value per group (e.g. per direction family en->x / x->en);
+    `encoder_k` sets a separate share for the encoder layers of encoder-decoder models.
+    """
+    def share(value: float | Mapping[str, float], group: str) -> float:
+        v = value[group] if isinstance(value, Mapping) else value
+        if not 0 < v <= 1:
+            raise ValueError(f"Neuron Specialization's `k` must lie in (0, 1], got {v} for `{group}`.")
+        return float(v)
+
+    if isinstance(k, Mapping) or isinstance(encoder_k, Mapping):
+        missing = [g for g in stats.groups for m in (k, encoder_k) if isinstance(m, Mapping) and g not in m]
+        if missing:
+            raise ValueError(f"No `k` given for group(s) {sorted(set(missing))}.")
+    n_enc = stats.num_encoder_layers
+    neurons = {}
+    for j, g in enumerate(stats.groups):
+        per_layer = []
+        for layer in range(stats.num_layers):
+            kk = share(encoder_k if (layer < n_enc and encoder_k is not None) else k, g)
+            per_layer.append(_cumulative_keep(stats.counts[layer, :, j], kk))
+        neurons[g] = per_layer
+    parameters = {"k": dict(k) if isinstance(k, Mapping) else k,
+                  "encoder_k": dict(encoder_k) if isinstance(encoder_k, Mapping) else encoder_k}
+    return NeuronSet(neurons, num_layers=stats.num_layers, num_neurons=stats.num_neurons,
+                     method="specialization", parameters=parameters, model=_model_info(stats))
+
+
+def random_neurons(neuron_set: NeuronSet, seed: int = 0, *, exclude_selected: bool = False) -> NeuronSet:
+    """A control set: for each group and layer, as many neurons as `neuron_set`, drawn uniformly.
+
+    With `exclude_selected`, the draw avoids every neuron of `neuron_set` (where enough remain).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    taken = neuron_set.union() if exclude_selected else None
+    neurons = {}
+    for g in neuron_set.groups:
+        layers = []
+        for layer, idx in enumerate(neuron_set[g]):
+            pool = torch.arange(neuron_set.num_neurons)
+            if taken is not None and neuron_set.num_neurons - taken[layer].numel() >= idx.numel():
+                pool = pool[~torch.isin(pool, taken[layer])]
+            layers.append(pool[torch.randperm(pool.numel(), generator=generator)[: idx.numel()]])
+        neurons[g] = layers
+    parameters = {"like": neuron_set.method, "seed": seed, "exclude_selected": exclude_selected}
+    return NeuronSet(neurons, num_layers=neuron_set.num_layers, num_neurons=neuron_set.num_neurons,
+                     method="random", parameters=parameters, model=neuron_set.model)
