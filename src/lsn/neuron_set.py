@@ -260,11 +260,17 @@ class NeuronSet:
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None) -> NeuronSet:
         """Load from a local directory or file, or from a hub repository holding `neurons.json`."""
         path = Path(name_or_path)
-        if path.exists():
+        if path.exists() or path.suffix == ".json" or str(name_or_path).startswith((".", "/")):
             return cls.load(path)
         from huggingface_hub import hf_hub_download
 
-        file = hf_hub_download(str(name_or_path), NEURONS_FILE, revision=revision, token=token)
+        try:
+            file = hf_hub_download(str(name_or_path), NEURONS_FILE, revision=revision, token=token)
+        except Exception as err:  # the hub client raises many types; all mean "not there"
+            raise FileNotFoundError(
+                f"No neuron set at `{name_or_path}`: not a local path, and the hub gave no {NEURONS_FILE} "
+                f"({type(err).__name__})."
+            ) from err
         return cls.load(file)
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,

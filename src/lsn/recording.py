@@ -84,37 +84,49 @@ class _Recorder:
         self.acc = acc
         self.quantile = quantile
         self.group = 0
-        self.masks: dict[str, torch.Tensor | None] = {}
+        self.masks: dict[str, torch.Tensor] = {}
+        self.padded: dict[str, bool] = {}
         self.real: dict[str, int] = {}
-        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
+        self._cache: dict[tuple, torch.Tensor] = {}
 
     def set_batch(self, batch: Batch) -> None:
-        self.masks, self.real, self._on_device = {}, {}, {}
+        self.masks, self.padded, self.real, self._cache = {}, {}, {}, {}
         for side, mask in batch.masks.items():
+            self.masks[side] = mask.reshape(-1)
             self.real[side] = int(mask.sum())
-            self.masks[side] = None if bool(mask.all()) else mask.reshape(-1)
+            self.padded[side] = self.real[side] < mask.numel()
 
-    def _mask(self, side: str, device: torch.device) -> torch.Tensor | None:
-        """The side's flat mask on `device`, moved once per batch and device (None: no padding)."""
-        if self.masks[side] is None:
-            return None
-        key = (side, device)
-        if key not in self._on_device:
-            self._on_device[key] = self.masks[side].to(device, non_blocking=True)
-        return self._on_device[key]
+    def _mask(self, side: str, device: torch.device, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+        """The side's flat mask as `dtype` on `device`, made once per batch, device and dtype."""
+        key = (side, device, dtype)
+        if key not in self._cache:
+            self._cache[key] = self.masks[side].to(device=device, dtype=dtype, non_blocking=True)
+        return self._cache[key]
 
     def __call__(self, site: NeuronSite, pre: torch.Tensor, act: torch.Tensor) -> None:
         # Must return None: a forward hook's return value would replace the activation.
-        mask = self._mask(site.side, act.device)
         act = act.reshape(-1, act.shape[-1])  # [tokens, neurons]
-        fired = act > 0
-        if mask is not None:
-            fired &= mask[:, None]
-        self.acc.counts[site.index][self.group] += fired.sum(0)
-        if self.acc.sums is not None:
-            values = act.float() if mask is None else act.float() * mask[:, None]
-            self.acc.sums[site.index][self.group] += values.sum(0)
+        padded = self.padded[site.side]
+        if act.dtype in (torch.float32, torch.float64):
+            # A masked sum over tokens is a matrix-vector product: one BLAS call, exact for
+            # 0/1 values below 2**24 tokens per batch.
+            weights = self._mask(site.side, act.device, act.dtype)[None, :]  # [1, tokens]
+            fired = torch.mm(weights, act.sign().clamp_(min=0))[0]
+            self.acc.counts[site.index][self.group] += fired.to(torch.int64)
+            if self.acc.sums is not None:
+                self.acc.sums[site.index][self.group] += torch.mm(weights, act)[0]
+        else:  # half precision: a product would round counts, so reduce booleans
+            fired = act > 0
+            if padded:
+                fired &= self._mask(site.side, act.device)[:, None]
+            self.acc.counts[site.index][self.group] += fired.sum(0)
+            if self.acc.sums is not None:
+                values = act.float()
+                if padded:
+                    values *= self._mask(site.side, act.device, values.dtype)[:, None]
+                self.acc.sums[site.index][self.group] += values.sum(0)
         if self.quantile is not None:
+            mask = self._mask(site.side, act.device) if padded else None
             self._quantile(site, pre.reshape(-1, pre.shape[-1]).float(), mask)
 
     def _quantile(self, site: NeuronSite, pre: torch.Tensor, mask: torch.Tensor | None) -> None:

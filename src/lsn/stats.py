@@ -200,7 +200,8 @@ class ActivationStats:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a `.safetensors` file (tensors + JSON metadata in its header)."""
-        atomic_save_file(*self.state(), path)
+        tensors, header = self.state()
+        atomic_save_file(tensors, path, header)
 
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], header: dict[str, str], source: str = "") -> ActivationStats:
@@ -209,6 +210,9 @@ class ActivationStats:
             raise ValueError(f"File{where} is not an lsn ActivationStats file (format {header.get('format')!r}).")
         if int(header.get("format_version", 0)) > _FORMAT_VERSION:
             raise ValueError(f"File{where} was written by a newer lsn; upgrade lsn to read it.")
+        missing = [name for name in ("counts", "tokens") if name not in tensors]
+        if missing:
+            raise ValueError(f"File{where} is a damaged lsn ActivationStats file (no tensor {missing}).")
         try:
             return cls(
                 groups=json.loads(header["groups"]),

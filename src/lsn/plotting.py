@@ -1,0 +1,68 @@
+"""Pictures of neuron sets: neurons per layer per group, and the overlap between groups."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .neuron_set import NeuronSet  # noqa: E402
+
+__all__ = ["plot_layer_counts", "plot_overlap", "plot_neuron_set"]
+
+
+def plot_layer_counts(neuron_set: NeuronSet, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Line plot: selected neurons (y) in each layer (x), one line per group."""
+    counts = neuron_set.counts_per_layer()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * neuron_set.num_layers + 4), 4))
+    for k, group in enumerate(neuron_set.groups):
+        ax.plot(range(neuron_set.num_layers), counts[k].tolist(), marker="o", label=group)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("selected neurons")
+    ax.set_title(title or f"{neuron_set.method or 'selected'} neurons per layer")
+    ax.grid(alpha=0.3)
+    encoder_layers = int(neuron_set.model.get("num_encoder_layers") or 0)
+    if encoder_layers:
+        ax.axvline(encoder_layers - 0.5, color="grey", linestyle="--", label="encoder | decoder")
+    ax.legend(ncol=min(4, len(neuron_set) + 1), fontsize="small")
+    return _save(fig, path)
+
+
+def plot_overlap(neuron_set: NeuronSet, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Heatmap of the intersection-over-union between every pair of groups."""
+    iou = neuron_set.overlap()
+    n = len(neuron_set)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+    image = ax.imshow(iou.numpy(), vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(n), neuron_set.groups, rotation=45, ha="right")
+    ax.set_yticks(range(n), neuron_set.groups)
+    for i in range(n):
+        for j in range(n):
+            value = float(iou[i, j])
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                    color="black" if value > 0.6 else "white")
+    ax.set_title(title or "neuron overlap (IoU)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return _save(fig, path)
+
+
+def plot_neuron_set(neuron_set: NeuronSet, directory: str | os.PathLike, prefix: str = "") -> list[Path]:
+    """Both plots into `directory`; returns their paths."""
+    directory = Path(directory)
+    return [
+        plot_layer_counts(neuron_set, directory / f"{prefix}neurons_per_layer.png"),
+        plot_overlap(neuron_set, directory / f"{prefix}overlap.png"),
+    ]
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,91 @@
+"""The `lsn` command: record -> select -> show on local files, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import make_tiny_model
+
+import lsn
+from lsn.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_tokenizer):
+    path = tmp_path_factory.mktemp("tiny-llama")
+    make_tiny_model("llama", vocab_size=len(tiny_tokenizer)).save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+def test_record_select_show(tmp_path, model_dir, multilingual_texts, tiny_tokenizer, capsys):
+    args = ["record", "--model", str(model_dir), "--seq-len", "16", "--batch-size", "4", "--record-sums"]
+    for lang in ("en", "ru", "zh"):
+        if lang == "zh":
+            path = tmp_path / "zh.jsonl"
+            path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in multilingual_texts[lang]))
+        else:
+            path = tmp_path / f"{lang}.txt"
+            path.write_text("\n".join(multilingual_texts[lang]) + "\n")
+        args += ["--corpus", f"{lang}={path}"]
+    stats_path = tmp_path / "stats.safetensors"
+    assert main(args + ["--output", str(stats_path)]) == 0
+
+    stats = lsn.ActivationStats.load(stats_path)
+    model = make_tiny_model("llama", vocab_size=len(tiny_tokenizer))
+    expected = lsn.record_activations(model, {g: multilingual_texts[g] for g in ("en", "ru", "zh")},
+                                      tokenizer=tiny_tokenizer, seq_len=16, batch_size=4, progress=False)
+    assert torch.equal(stats.counts, expected.counts)
+    assert stats.sums is not None and stats.metadata["corpora"]["en"].endswith("en.txt")
+
+    out = tmp_path / "neurons"
+    assert main(["select", str(stats_path), "--top-rate", "0.1", "--output", str(out), "--random-control", "3"]) == 0
+    neurons = lsn.NeuronSet.from_pretrained(out)
+    assert neurons == lsn.select_lape(stats, top_rate=0.1)
+    assert (out / "README.md").read_text().count("lape") >= 1
+    control = lsn.NeuronSet.load(tmp_path / "neurons-random")
+    assert torch.equal(control.counts_per_layer(), neurons.counts_per_layer())
+
+    json_out = tmp_path / "spec.json"
+    assert main(["select", str(stats_path), "--method", "specialized", "--k", "0.5", "--groups", "en,zh",
+                 "--output", str(json_out)]) == 0
+    assert lsn.NeuronSet.load(json_out) == lsn.select_specialized(stats.select_groups(["en", "zh"]), 0.5)
+
+    capsys.readouterr()
+    assert main(["show", str(out), "--plots", str(tmp_path / "plots")]) == 0
+    shown = capsys.readouterr().out
+    assert "union" in shown and "en" in shown
+    for name in ("neurons_per_layer.png", "overlap.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert main(["show", str(stats_path)]) == 0
+    assert "tokens" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["select", "missing.safetensors", "--output", "x.json"], "No statistics file"),
+        (["show", "does/not/exist.json"], "No neuron set"),
+    ],
+)
+def test_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and err.startswith(f"lsn {argv[0]}: error:")
+
+
+def test_corrupt_stats_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "stats.safetensors"
+    bad.write_bytes(b"\x00" * 10)
+    assert main(["select", str(bad), "--output", str(tmp_path / "n.json")]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable safetensors file" in err and not (tmp_path / "n.json").exists()
+
+
+def test_help_is_complete():
+    result = subprocess.run([sys.executable, "-m", "lsn.cli", "record", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--model", "--corpus", "--seq-len", "--max-tokens", "--checkpoint", "--quantile", "--output"):
+        assert flag in result.stdout
