@@ -23,7 +23,7 @@ if __name__ == "__main__":
     tokenizer = tiny_tokenizer_for(texts)
     model, corpora = corpora_and_model(tokenizer, texts)
     stats = lsn.record_activations(model, corpora, tokenizer=tokenizer, seq_len=16, batch_size=2, quantile=0.9,
-                                   progress=False)
+                                   record_sums=True, progress=False)
     assert torch.distributed.get_world_size() == 2
     if torch.distributed.get_rank() == 0:
         stats.save(sys.argv[1])

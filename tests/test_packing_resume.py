@@ -118,7 +118,7 @@ def test_checkpoint_with_other_arguments_or_damaged_is_refused(tmp_path):
     model = make_tiny_model("llama")
     corpora = {"en": padded_batches(2, 0)}
     lsn.record_activations(model, corpora, checkpoint=tmp_path, progress=False)
-    with pytest.raises(ValueError, match=r"other arguments \(differ: groups"):
+    with pytest.raises(ValueError, match=r"other arguments \(differ: corpora, groups\)"):
         lsn.record_activations(model, corpora | {"de": padded_batches(1, 1)}, checkpoint=tmp_path, progress=False)
     (file,) = tmp_path.iterdir()
     file.write_bytes(b"not a safetensors file")
@@ -149,7 +149,10 @@ def test_two_processes_equal_one_process(tmp_path, multilingual_texts, tiny_toke
 
     model, corpora = corpora_and_model(tiny_tokenizer, multilingual_texts)
     single = lsn.record_activations(model, corpora, tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, batch_size=2,
-                                    quantile=0.9, progress=False)
+                                    quantile=0.9, record_sums=True, progress=False)
     assert torch.equal(distributed.counts, single.counts)
     assert torch.equal(distributed.tokens, single.tokens)
     assert torch.equal(distributed.above_quantile, single.above_quantile)
+    assert torch.equal(distributed.quantile_batches, single.quantile_batches)
+    torch.testing.assert_close(distributed.quantile_means, single.quantile_means)
+    torch.testing.assert_close(distributed.sums, single.sums)

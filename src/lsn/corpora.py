@@ -1,9 +1,10 @@
 """Corpora to model batches: packing texts into fixed windows, sharding over processes.
 
 As in the reference (Tang et al. 2024), text is tokenized, concatenated and cut into
-`seq_len` windows (no padding; only the last window may be shorter). Windows are numbered
-over the whole corpus and window `i` belongs to rank `i % world_size`, so N processes see
-exactly the windows one process would. Batch dicts given by the user are used as given.
+`seq_len` windows (no padding; only the last window may be shorter). Batches are numbered
+over the whole corpus and batch `i` belongs to rank `i % world_size`, so N processes see
+exactly the batches one process would (per-batch statistics such as quantile estimates
+included). Batch dicts given by the user are used as given, sharded the same way.
 """
 
 from __future__ import annotations
@@ -178,9 +179,9 @@ def iter_batches(
             "pass batches with `input_ids` and `labels` (see `lsn.translate`)."
         )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    windows = itertools.islice(_windows(items, tokenizer, seq_len, max_tokens), rank, None, world_size)
-    windows = itertools.islice(windows, skip_batches * batch_size, None)
-    while chunk := list(itertools.islice(windows, batch_size)):
+    windows = _windows(items, tokenizer, seq_len, max_tokens)
+    batches = iter(lambda: list(itertools.islice(windows, batch_size)), [])  # global batches of windows
+    for chunk in itertools.islice(batches, rank + skip_batches * world_size, None, world_size):
         yield _pack(chunk, pad_id)
 
 

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .neuron_set import NeuronSet  # noqa: E402
 
@@ -19,12 +20,19 @@ def plot_layer_counts(neuron_set: NeuronSet, path: str | os.PathLike, title: str
     """Line plot: selected neurons (y) in each layer (x), one line per group."""
     counts = neuron_set.counts_per_layer()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * neuron_set.num_layers + 4), 4))
-    for k, group in enumerate(neuron_set.groups):
-        ax.plot(range(neuron_set.num_layers), counts[k].tolist(), marker="o", label=group)
+    layers = range(neuron_set.num_layers)
+    if neuron_set.num_layers <= 12:  # few layers: grouped bars read best
+        width = 0.8 / max(1, len(neuron_set))
+        for k, group in enumerate(neuron_set.groups):
+            ax.bar([x + (k - (len(neuron_set) - 1) / 2) * width for x in layers], counts[k].tolist(), width, label=group)
+    else:
+        for k, group in enumerate(neuron_set.groups):
+            ax.plot(layers, counts[k].tolist(), marker="o", markersize=3, label=group)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel("selected neurons")
     ax.set_title(title or f"{neuron_set.method or 'selected'} neurons per layer")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, axis="y")
     encoder_layers = int(neuron_set.model.get("num_encoder_layers") or 0)
     if encoder_layers:
         ax.axvline(encoder_layers - 0.5, color="grey", linestyle="--", label="encoder | decoder")
