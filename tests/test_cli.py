@@ -89,3 +89,26 @@ def test_help_is_complete():
     assert result.returncode == 0
     for flag in ("--model", "--corpus", "--seq-len", "--max-tokens", "--checkpoint", "--quantile", "--output"):
         assert flag in result.stdout
+
+
+def test_nll_matrix_and_generate_commands(tmp_path, model_dir, multilingual_texts, tiny_tokenizer, capsys):
+    corpus_args = []
+    for lang in ("en", "hi"):
+        path = tmp_path / f"{lang}.txt"
+        path.write_text("\n".join(multilingual_texts[lang]) + "\n")
+        corpus_args += ["--corpus", f"{lang}={path}"]
+    neurons = lsn.NeuronSet({"en": [[1, 2], [3]], "hi": [[4], [5, 6, 7]]}, num_layers=2, num_neurons=64, method="test")
+    neurons.save(tmp_path / "n.json")
+    out = tmp_path / "nll"
+    assert main(["nll-matrix", "--model", str(model_dir), "--neurons", str(tmp_path / "n.json"), *corpus_args,
+                 "--seq-len", "16", "--max-tokens", "64", "--random-control", "0", "--output", str(out)]) == 0
+    matrix = lsn.NLLMatrix.load(out)
+    assert matrix.rows == ["en", "hi", "random:en", "random:hi"] and matrix.columns == ["en", "hi"]
+    assert matrix.tokens == [64 - 4, 64 - 4]  # 4 windows of 16 tokens, 15 predictions each
+    assert (out / "nll_matrix.png").exists()
+    assert "| en (3) |" in capsys.readouterr().out
+
+    assert main(["generate", "--model", str(model_dir), "--neurons", str(tmp_path / "n.json"), "--steer", "hi",
+                 "--mode", "scale", "--value", "30", "--prompt", "Anna", "--max-new-tokens", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline:" in printed and "scale hi:" in printed

@@ -9,6 +9,9 @@ from .models import (  # noqa: E402
     find_neuron_sites,
     register_mlp_family,
 )
+from .generation import generate  # noqa: E402
+from .intervention import apply_intervention, intervene  # noqa: E402
+from .measurement import NLLMatrix, mean_token_nll, nll_matrix  # noqa: E402
 from .neuron_set import NeuronSet  # noqa: E402
 from .recording import record_activations  # noqa: E402
 from .selection import random_neurons, select_by_probability, select_lape, select_specialized  # noqa: E402
@@ -17,10 +20,16 @@ from .stats import ActivationStats  # noqa: E402
 __all__ = [
     "ActivationStats",
     "MLPFamily",
+    "NLLMatrix",
     "NeuronSet",
     "NeuronSite",
     "UnsupportedModelError",
+    "apply_intervention",
     "find_neuron_sites",
+    "generate",
+    "intervene",
+    "mean_token_nll",
+    "nll_matrix",
     "random_neurons",
     "record_activations",
     "register_mlp_family",

@@ -1,9 +1,13 @@
-"""The `lsn` command: `record`, `select`, `show`.
+"""The `lsn` command: `record`, `select`, `show`, `nll-matrix`, `generate`.
 
     lsn record --model meta-llama/Llama-3.1-8B --corpus en=wikimedia/wikipedia:20231101.en \\
         --corpus fr=wikimedia/wikipedia:20231101.fr --max-tokens 100000000 --output stats.safetensors
     lsn select stats.safetensors --method lape --output neurons/
     lsn show neurons/ --plots plots/
+    lsn nll-matrix --model meta-llama/Llama-3.1-8B --neurons neurons/ --corpus en=en_test.txt \\
+        --corpus fr=fr_test.txt --random-control 0 --output nll/
+    lsn generate --model meta-llama/Llama-3.1-8B --neurons neurons/ --steer fr --mode scale --value 2 \\
+        --prompt "The weather today"
 
 `lsn record` runs under `accelerate launch` too; each process records its own shard.
 Errors are one line (`LSN_DEBUG=1` shows the traceback).
@@ -83,6 +87,40 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--output", required=True,
                      help="a .json file, or a directory (written with save_pretrained: neurons.json + model card)")
     sel.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the set to this hub repo")
+
+    nll = commands.add_parser("nll-matrix", help="deactivate each group's neurons; NLL on every group's text",
+                              description="The validation experiment of Tang et al.: row i deactivates group i's "
+                                          "neurons, column j is the mean token NLL on group j's held-out text.")
+    nll.add_argument("--model", required=True, help="hub id or local path of a causal LM")
+    nll.add_argument("--revision", default=None, help="model revision")
+    nll.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
+    nll.add_argument("--neurons", required=True, help="a neuron set (.json, directory or hub id)")
+    nll.add_argument("--corpus", action="append", type=_corpus_arg, required=True, metavar="GROUP=SOURCE",
+                     help="held-out text per group (as for `lsn record`); repeat per group")
+    nll.add_argument("--groups", default=None, help="comma-separated groups to deactivate (default: all in the set)")
+    nll.add_argument("--text-column", default="text", help="text field of .jsonl files and hub datasets")
+    nll.add_argument("--split", default="test", help="split of hub datasets (default: test)")
+    nll.add_argument("--seq-len", type=int, default=512, help="packed window length (default: 512)")
+    nll.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
+    nll.add_argument("--max-tokens", type=int, default=None, help="evaluation tokens per group at most")
+    nll.add_argument("--random-control", type=int, default=None, metavar="SEED",
+                     help="add a row of random neurons (same count per layer) per group")
+    nll.add_argument("--output", required=True, help="directory for nll_matrix.{json,csv,png}")
+
+    gen = commands.add_parser("generate", help="generate with a group's neurons deactivated, amplified or steered",
+                              description="Print the baseline continuation and the one under the intervention.")
+    gen.add_argument("--model", required=True, help="hub id or local path of a causal LM")
+    gen.add_argument("--revision", default=None, help="model revision")
+    gen.add_argument("--neurons", required=True, help="a neuron set (.json, directory or hub id)")
+    gen.add_argument("--steer", required=True, metavar="GROUP", help="the group whose neurons are changed")
+    gen.add_argument("--mode", default="zero", choices=["zero", "value", "scale", "add", "stat"],
+                     help="zero: deactivate; scale: multiply by --value; add/stat: steer with --stats (default: zero)")
+    gen.add_argument("--value", type=float, default=None, help="the constant or factor for value/scale/add")
+    gen.add_argument("--stats", default=None, help="statistics (.safetensors with sums) for stat/add steering")
+    gen.add_argument("--relative-to-others", action="store_true",
+                     help="add: steer by mean(target) - mean(other groups)")
+    gen.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
+    gen.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
 
     show = commands.add_parser("show", help="summarise a neuron set or statistics file, and plot it",
                                description="Print a summary table; for a neuron set, also draw its plots.")
@@ -167,6 +205,47 @@ def _write(neurons: NeuronSet, output: str | os.PathLike) -> None:
     print(f"wrote {output}")
 
 
+def _nll_matrix(args: argparse.Namespace) -> None:
+    from .corpora import load_corpus
+    from .measurement import nll_matrix
+    from .neuron_set import NeuronSet
+
+    neurons = NeuronSet.from_pretrained(args.neurons)
+    model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.dtype, device=_device())
+    corpora = {g: load_corpus(spec, text_column=args.text_column, split=args.split) for g, spec in args.corpus}
+    groups = [g.strip() for g in args.groups.split(",")] if args.groups else None
+    matrix = nll_matrix(model, neurons, corpora, tokenizer=tokenizer, groups=groups, seq_len=args.seq_len,
+                        batch_size=args.batch_size, max_tokens=args.max_tokens, random_control=args.random_control)
+    print(matrix.to_markdown())
+    for path in matrix.save(args.output):
+        print(f"wrote {path}")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from .generation import generate
+    from .neuron_set import NeuronSet
+    from .stats import ActivationStats
+
+    neurons = NeuronSet.from_pretrained(args.neurons)
+    model, tokenizer = load_model_and_tokenizer(args.model, args.revision, device=_device())
+    extra = {}
+    if args.stats:
+        extra = {"stats": ActivationStats.load(args.stats), "target": args.steer}
+        if args.relative_to_others:
+            extra["relative_to"] = "others"
+    baseline = generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens)
+    steered = generate(model, tokenizer, args.prompt, neurons, args.mode, args.value, groups=args.steer,
+                       max_new_tokens=args.max_new_tokens, intervention_kwargs=extra)
+    for prompt, plain, changed in zip(args.prompt, baseline, steered):
+        print(f"prompt:   {prompt}\nbaseline: {plain}\n{args.mode} {args.steer}: {changed}\n")
+
+
+def _device():
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _show(args: argparse.Namespace) -> None:
     from .neuron_set import NeuronSet
     from .stats import ActivationStats
@@ -185,7 +264,7 @@ def _show(args: argparse.Namespace) -> None:
             print(f"wrote {path}")
 
 
-_COMMANDS = {"record": _record, "select": _select, "show": _show}
+_COMMANDS = {"record": _record, "select": _select, "nll-matrix": _nll_matrix, "generate": _generate, "show": _show}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
