@@ -112,3 +112,31 @@ def test_nll_matrix_and_generate_commands(tmp_path, model_dir, multilingual_text
                  "--mode", "scale", "--value", "30", "--prompt", "Anna", "--max-new-tokens", "4"]) == 0
     printed = capsys.readouterr().out
     assert "baseline:" in printed and "scale hi:" in printed
+
+
+def test_load_corpus_sources(tmp_path, monkeypatch):
+    from lsn.corpora import load_corpus
+
+    txt = tmp_path / "a.txt"
+    txt.write_text("first doc\n\nsecond doc\n")
+    assert list(load_corpus(str(txt))) == ["first doc", "second doc"]
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"body": "x"}\n\n{"body": "y"}\n')
+    assert list(load_corpus(str(jsonl), text_column="body")) == ["x", "y"]
+    with pytest.raises(ValueError, match="line 1: expected a JSON object with a `text` field"):
+        list(load_corpus(str(jsonl)))
+    with pytest.raises(FileNotFoundError, match="No corpus file"):
+        load_corpus(str(tmp_path / "missing.txt"))
+
+    calls = []
+
+    def fake_load_dataset(name, config, split, streaming):
+        calls.append((name, config, split, streaming))
+        return [{"text": "hub text", "title": "t"}]
+
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert list(load_corpus("wikimedia/wikipedia:20231101.fr")) == ["hub text"]
+    assert list(load_corpus("some/dataset", split="validation")) == ["hub text"]
+    assert calls == [("wikimedia/wikipedia", "20231101.fr", "train", True), ("some/dataset", None, "validation", True)]
