@@ -24,7 +24,7 @@ TINY_CONFIGS = {
     "opt": (transformers.OPTConfig, dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32, bos_token_id=1, eos_token_id=2, pad_token_id=0), "causal"),
     "bloom": (transformers.BloomConfig, dict(hidden_size=16, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2, pad_token_id=0), "causal"),
     "gpt_neox": (transformers.GPTNeoXConfig, dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, bos_token_id=1, eos_token_id=2), "causal"),
-    "m2m100": (transformers.M2M100Config, dict(d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2), "seq2seq"),
+    "m2m100": (transformers.M2M100Config, dict(d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4, encoder_layerdrop=0.0, decoder_layerdrop=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2), "seq2seq"),
     "marian": (transformers.MarianConfig, dict(d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0), "seq2seq"),
 }
 

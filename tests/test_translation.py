@@ -1,0 +1,167 @@
+"""Neuron Specialization for translation: identification, masks, sampling, metrics, training."""
+
+import math
+
+import pytest
+import sacrebleu
+import torch
+from conftest import make_tiny_model
+from test_recording import reference_stats
+
+import lsn
+from lsn.demo.tokenizer import train_tokenizer
+from lsn.demo.world import LANGUAGES, parallel_corpus
+from lsn.models import find_neuron_sites
+from lsn.translation import (
+    DirectionBatchSampler, SpecializationTrainer, TaskCollator, TaskMasks, TranslationFormat, build_dataset,
+    direction_batches, identify, score_direction, temperature_probabilities,
+)
+
+DIRECTIONS = ["en-de", "de-en", "en-zh"]
+
+
+@pytest.fixture(scope="module")
+def world_pairs():
+    rows = parallel_corpus(24, seed=3)
+    return {d: [(r[d[:2]], r[d[3:]]) for r in rows] for d in DIRECTIONS}
+
+
+@pytest.fixture(scope="module")
+def seq2seq_tokenizer():
+    texts = [r[lang] for r in parallel_corpus(200, seed=0) for lang in LANGUAGES]
+    return train_tokenizer(texts, vocab_size=400, add_bos=False, add_eos=True,
+                           extra_special_tokens=[TranslationFormat.tag(lang) for lang in LANGUAGES])
+
+
+def tiny_m2m(tokenizer):
+    return make_tiny_model("m2m100", vocab_size=len(tokenizer), max_position_embeddings=256)
+
+
+def test_identification_equals_an_independent_count(world_pairs, seq2seq_tokenizer, tiny_tokenizer):
+    cases = [
+        (tiny_m2m(seq2seq_tokenizer), seq2seq_tokenizer, TranslationFormat("tag")),
+        (make_tiny_model("llama", vocab_size=len(tiny_tokenizer), max_position_embeddings=512), tiny_tokenizer,
+         TranslationFormat("prompt")),
+    ]
+    for model, tokenizer, fmt in cases:
+        stats, neurons = identify(model, tokenizer, fmt, world_pairs, k=0.9, batch_size=5, progress=False)
+        encdec = model.config.is_encoder_decoder
+        batches = {d: direction_batches(tokenizer, fmt, d, p, 5, model=model if encdec else None)
+                   for d, p in world_pairs.items()}
+        counts, tokens, *_ = reference_stats(model, batches)
+        assert torch.equal(stats.counts, counts)
+        assert torch.equal(stats.tokens, tokens)
+        assert neurons.groups == DIRECTIONS
+        assert neurons == lsn.select_specialized(stats, 0.9)
+        if encdec:  # encoder and decoder layers, each side counted over its own real tokens
+            assert stats.num_encoder_layers == 2 and neurons.num_layers == 4
+        else:  # the prompt's tokens are part of the teacher-forced sequence
+            assert int(stats.tokens[0]) == sum(int(b["attention_mask"].sum()) for b in batches["en-de"])
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    model(**batch).loss.backward()
+    return {n: (p.grad.clone() if p.grad is not None else None) for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("family", ["m2m100", "llama"])
+def test_masked_neurons_output_zero_and_get_no_gradient(family, world_pairs, seq2seq_tokenizer, tiny_tokenizer):
+    tokenizer = seq2seq_tokenizer if family == "m2m100" else tiny_tokenizer
+    model = (tiny_m2m(tokenizer) if family == "m2m100"
+             else make_tiny_model("llama", vocab_size=len(tokenizer), max_position_embeddings=512)).train()
+    fmt = TranslationFormat("tag" if family == "m2m100" else "prompt")
+    sites = find_neuron_sites(model)
+    keep = {d: [torch.arange(0, 64, 2 + k) for _ in sites] for k, d in enumerate(DIRECTIONS)}
+    neurons = lsn.NeuronSet(keep, num_layers=len(sites), num_neurons=64, method="test")
+    masks = TaskMasks(neurons)
+    batch = direction_batches(tokenizer, fmt, "de-en", world_pairs["de-en"][:4], 4,
+                              model=model if family == "m2m100" else None)[0]
+    seen = {}
+    with masks.attached(model):
+        probes = [s.activation.register_forward_hook(lambda m, a, out, i=s.index: seen.__setitem__(i, out))
+                  for s in sites]  # registered after the mask: sees the masked activation
+        masks.set_task("de-en")
+        grads = _loss_and_grads(model, batch)
+        for p in probes:
+            p.remove()
+    off = torch.ones(64, dtype=torch.bool)
+    off[keep["de-en"][0]] = False
+    for site in sites:
+        act = seen[site.index]
+        assert torch.all(act[..., off] == 0), "masked neurons output exactly 0"
+        assert torch.any(act[..., ~off] != 0)
+        first = site.input_modules[0]
+        grad = grads[next(n for n, p in model.named_parameters() if p is first.weight)]
+        assert torch.all(grad[off] == 0), "masked neurons get no gradient from their direction's batch"
+        assert torch.any(grad[~off] != 0)
+    shared = [n for n in grads if "self_attn" in n and n.endswith("weight")]
+    assert shared and all(grads[n] is not None and torch.any(grads[n] != 0) for n in shared)
+    assert all(not s.activation._forward_hooks for s in sites)
+
+
+def test_sampler_one_direction_per_batch_following_the_temperature():
+    directions = ["a"] * 800 + ["b"] * 150 + ["c"] * 50
+    probs = temperature_probabilities({"a": 800, "b": 150, "c": 50}, temperature=5.0)
+    expected = {d: (n / 1000) ** 0.2 for d, n in {"a": 800, "b": 150, "c": 50}.items()}
+    norm = sum(expected.values())
+    assert probs == pytest.approx({d: v / norm for d, v in expected.items()})
+    assert temperature_probabilities({"a": 800, "b": 200}, 1.0) == pytest.approx({"a": 0.8, "b": 0.2})
+
+    sampler = DirectionBatchSampler(directions, batch_size=8, temperature=5.0, num_batches=4000, seed=1)
+    counts = {"a": 0, "b": 0, "c": 0}
+    for batch in sampler:
+        kinds = {directions[i] for i in batch}
+        assert len(batch) == 8 and len(kinds) == 1
+        counts[kinds.pop()] += 1
+    for d in counts:  # within 4 standard deviations of the binomial
+        sd = math.sqrt(4000 * probs[d] * (1 - probs[d]))
+        assert abs(counts[d] - 4000 * probs[d]) < 4 * sd
+    assert list(DirectionBatchSampler(directions, 8, seed=1)) == list(DirectionBatchSampler(directions, 8, seed=1))
+    with pytest.raises(ValueError, match="temperature"):
+        temperature_probabilities({"a": 1}, 0)
+
+
+def test_bleu_and_chrf_equal_sacrebleu():
+    hyps = ["the cat sat on the mat .", "a dog reads the book", "hello"]
+    refs = ["the cat sat on a mat .", "the dog reads a book", "hello there"]
+    score = score_direction("de-en", hyps, refs)
+    assert score.bleu == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert score.chrf == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs], word_order=2).score)
+    assert "tok:13a" in score.bleu_signature and "nw:2" in score.chrf_signature
+    zh = score_direction("en-zh", ["猫坐在垫子上。"], ["猫坐在垫子上了。"])
+    assert zh.bleu == pytest.approx(sacrebleu.corpus_bleu(["猫坐在垫子上。"], [["猫坐在垫子上了。"]], tokenize="zh").score)
+
+
+def test_trainer_uses_one_direction_per_batch_with_its_mask(tmp_path, world_pairs, seq2seq_tokenizer):
+    from transformers import Seq2SeqTrainingArguments
+
+    model = tiny_m2m(seq2seq_tokenizer)
+    fmt = TranslationFormat("tag")
+    sites = find_neuron_sites(model)
+    neurons = lsn.NeuronSet({d: [torch.arange(k, 64, 3) for _ in sites] for k, d in enumerate(DIRECTIONS)},
+                            num_layers=len(sites), num_neurons=64, method="test")
+    masks = TaskMasks(neurons)
+    train = build_dataset(seq2seq_tokenizer, fmt, world_pairs, DIRECTIONS)
+    seen = []
+
+    class Spy(SpecializationTrainer):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            tasks = set(inputs["task_id"].tolist())
+            loss = super().compute_loss(model, inputs, *args, **kwargs)
+            seen.append((tasks, self.task_masks.task))
+            return loss
+
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=6,
+                                    learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True,
+                                    logging_steps=100, seed=0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = Spy(model=model, args=args, train_dataset=train, data_collator=TaskCollator(seq2seq_tokenizer, model),
+                  task_masks=masks, directions=DIRECTIONS)
+    trainer.train()
+    assert len(seen) == 6
+    for tasks, active in seen:
+        assert len(tasks) == 1 and DIRECTIONS[tasks.pop()] == active
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert any("fc1" in n for n in changed) and any("self_attn" in n for n in changed)
+    assert all(not s.activation._forward_hooks for s in sites)
