@@ -165,3 +165,51 @@ def test_trainer_uses_one_direction_per_batch_with_its_mask(tmp_path, world_pair
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
     assert any("fc1" in n for n in changed) and any("self_attn" in n for n in changed)
     assert all(not s.activation._forward_hooks for s in sites)
+
+
+def test_loaders_flores_and_files(tmp_path, monkeypatch):
+    import datasets
+
+    from lsn.translation import load_flores, load_parallel_file
+
+    rows = {"eng_Latn": [{"id": 1, "text": "one"}, {"id": 2, "text": "two"}, {"id": 3, "text": "three"}],
+            "deu_Latn": [{"id": 2, "text": "zwei"}, {"id": 1, "text": "eins"}]}
+    calls = []
+
+    def fake(name, config, split):
+        calls.append((name, config, split))
+        return rows[config]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    pairs = load_flores(["en-de", "de-en"], "devtest")
+    assert pairs == {"en-de": [("one", "eins"), ("two", "zwei")], "de-en": [("eins", "one"), ("zwei", "two")]}
+    assert calls == [("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                     ("openlanguagedata/flores_plus", "deu_Latn", "devtest")]
+    with pytest.raises(ValueError, match="No FLORES code for `xx`"):
+        load_flores(["en-xx"])
+
+    (tmp_path / "a.jsonl").write_text('{"source": "Hallo", "target": "Hello"}\n\n{"source": "Ja", "target": "Yes"}\n')
+    (tmp_path / "a.tsv").write_text("Hallo\tHello\nJa\tYes\n")
+    assert load_parallel_file(tmp_path / "a.jsonl") == load_parallel_file(tmp_path / "a.tsv") == [("Hallo", "Hello"), ("Ja", "Yes")]
+    (tmp_path / "b.tsv").write_text("only one column\n")
+    with pytest.raises(ValueError, match="line 1: expected 2 tab-separated columns"):
+        load_parallel_file(tmp_path / "b.tsv")
+
+
+def test_results_table_averages(tmp_path):
+    import json
+
+    from lsn.translation import group_averages, results_table
+
+    def scores(offset):
+        return {d: score_direction(d, [f"w{offset} x y z"] * 2, ["w0 x y z"] * 2) for d in ["en-de", "de-en", "en-hi"]}
+
+    results = {"baseline": scores(1), "specialized": scores(0)}
+    table = results_table(results, tmp_path, resource_groups={"low": ["hi"]})
+    averages = group_averages(results["specialized"], resource_groups={"low": ["hi"]})
+    assert averages["en->x"]["directions"] == 2 and averages["x->en"]["directions"] == 1 and averages["low"]["directions"] == 1
+    assert averages["all"]["bleu"] == pytest.approx(100.0)
+    assert "| **en->x** |" in table and "BLEU signature" in table
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["specialized"]["averages"]["all"]["bleu"] == pytest.approx(100.0)
+    assert (tmp_path / "results.md").read_text().startswith("| direction |")
