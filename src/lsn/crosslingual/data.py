@@ -1,0 +1,143 @@
+"""XNLI and XQuAD: loading by hub name or from local files of the same schema, the paper's splits,
+and the features each task format needs (Mondal et al. 2025; DESIGN.md §6).
+
+Schemas (as on the hub):
+- XNLI (`facebook/xnli`, config = language): `premise`, `hypothesis`, `label` (0 entailment,
+  1 neutral, 2 contradiction); splits train / validation / test.
+- XQuAD (`google/xquad`, config `xquad.<lang>`): `id`, `context`, `question`,
+  `answers = {"text": [...], "answer_start": [...]}`; one split, validation.
+Local files: `<data_dir>/xnli.<lang>.<split>.jsonl` and `<data_dir>/xquad.<lang>.jsonl`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import datasets
+
+__all__ = [
+    "NLI_LABELS",
+    "XNLI_LANGUAGES",
+    "XQUAD_LANGUAGES",
+    "encode_nli_classification",
+    "encode_nli_prompt",
+    "encode_qa_prompt",
+    "load_xnli",
+    "load_xquad",
+    "nli_prompt",
+    "paper_split",
+    "qa_prompt",
+]
+
+XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
+XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+
+_XNLI_COLUMNS = {"premise", "hypothesis", "label"}
+_XQUAD_COLUMNS = {"id", "context", "question", "answers"}
+
+
+def _check(ds: datasets.Dataset, columns: set[str], what: str) -> datasets.Dataset:
+    missing = columns - set(ds.column_names)
+    if missing:
+        raise ValueError(f"{what} lacks the column(s) {sorted(missing)} of its hub schema (has {ds.column_names}).")
+    if len(ds) == 0:
+        raise ValueError(f"{what} is empty.")
+    return ds
+
+
+def _local(path: Path, what: str) -> datasets.Dataset:
+    if not path.is_file():
+        raise FileNotFoundError(f"No {what} file at `{path}`.")
+    return datasets.load_dataset("json", data_files=str(path), split="train")
+
+
+def load_xnli(lang: str, split: Literal["train", "validation", "test"] = "test", *, data_dir: str | Path | None = None,
+              name: str = "facebook/xnli", limit: int | None = None) -> datasets.Dataset:
+    """One language's XNLI split from the hub (or `data_dir`), at most `limit` rows."""
+    what = f"XNLI {lang}/{split}"
+    if data_dir is not None:
+        ds = _local(Path(data_dir) / f"xnli.{lang}.{split}.jsonl", what)
+    else:
+        if lang not in XNLI_LANGUAGES:
+            raise ValueError(f"XNLI has no language `{lang}`; it has {', '.join(XNLI_LANGUAGES)}.")
+        ds = datasets.load_dataset(name, lang, split=split)
+    ds = _check(ds, _XNLI_COLUMNS, what)
+    return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+
+
+def load_xquad(lang: str, *, data_dir: str | Path | None = None, name: str = "google/xquad",
+               limit: int | None = None) -> datasets.Dataset:
+    """One language's XQuAD (its only split, validation) from the hub (or `data_dir`)."""
+    what = f"XQuAD {lang}"
+    if data_dir is not None:
+        ds = _local(Path(data_dir) / f"xquad.{lang}.jsonl", what)
+    else:
+        if lang not in XQUAD_LANGUAGES:
+            raise ValueError(f"XQuAD has no language `{lang}`; it has {', '.join(XQUAD_LANGUAGES)}.")
+        ds = datasets.load_dataset(name, f"xquad.{lang}", split="validation")
+    ds = _check(ds, _XQUAD_COLUMNS, what)
+    return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+
+
+def paper_split(ds: datasets.Dataset, train_fraction: float = 0.8) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The paper's XQuAD split: the first `train_fraction` of rows to train, the rest to test (no shuffle),
+    so every language splits at the same parallel items."""
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"`train_fraction` must lie in (0, 1), got {train_fraction}.")
+    cut = int(len(ds) * train_fraction)
+    return ds.select(range(cut)), ds.select(range(cut, len(ds)))
+
+
+# ---------------------------------------------------------------- formats
+def nli_prompt(premise: str, hypothesis: str) -> str:
+    return (f"Premise: {premise}\nHypothesis: {hypothesis}\n"
+            "Does the premise entail the hypothesis? Answer entailment, neutral or contradiction.\nAnswer:")
+
+
+def qa_prompt(context: str, question: str) -> str:
+    return (f"Answer the question with a span copied from the context.\nContext: {context}\n"
+            f"Question: {question}\nAnswer:")
+
+
+def encode_nli_classification(tokenizer, max_length: int = 256):
+    """Batched map function: premise + EOS + hypothesis, the label as `labels` (a linear head on the last token)."""
+    def encode(batch: dict) -> dict:
+        texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(batch["premise"], batch["hypothesis"])]
+        out = tokenizer(texts, truncation=True, max_length=max_length)
+        out["labels"] = list(batch["label"])
+        return out
+
+    return encode
+
+
+def _prompt_features(tokenizer, prompt: str, answer: str, max_length: int) -> dict[str, list[int]]:
+    """Prompt + answer + EOS, with the loss on the answer only; long prompts are cut from the left."""
+    answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    budget = max(1, max_length - len(answer_ids))
+    if len(prompt_ids) > budget:
+        prompt_ids = prompt_ids[:1] + prompt_ids[len(prompt_ids) - budget + 1:]
+    ids = prompt_ids + answer_ids
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt_ids) + answer_ids}
+
+
+def encode_nli_prompt(tokenizer, max_length: int = 256):
+    """Batched map function: an instruction prompt whose answer is the label word (loss on it only)."""
+    def encode(batch: dict) -> dict:
+        rows = [_prompt_features(tokenizer, nli_prompt(p, h), NLI_LABELS[int(y)], max_length)
+                for p, h, y in zip(batch["premise"], batch["hypothesis"], batch["label"])]
+        return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
+
+    return encode
+
+
+def encode_qa_prompt(tokenizer, max_length: int = 512):
+    """Batched map function: an instruction prompt whose answer is the first gold span (loss on it only)."""
+    def encode(batch: dict) -> dict:
+        rows = [_prompt_features(tokenizer, qa_prompt(c, q), a["text"][0], max_length)
+                for c, q, a in zip(batch["context"], batch["question"], batch["answers"])]
+        return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
+
+    return encode
