@@ -16,11 +16,14 @@ from .neuron_set import NeuronSet  # noqa: E402
 from .recording import record_activations  # noqa: E402
 from .selection import random_neurons, select_by_probability, select_lape, select_specialized  # noqa: E402
 from .stats import ActivationStats  # noqa: E402
+from .adapter import NeuronConfig, NeuronModel, to_lora  # noqa: E402
 
 __all__ = [
     "ActivationStats",
     "MLPFamily",
     "NLLMatrix",
+    "NeuronConfig",
+    "NeuronModel",
     "NeuronSet",
     "NeuronSite",
     "UnsupportedModelError",
@@ -36,4 +39,5 @@ __all__ = [
     "select_by_probability",
     "select_lape",
     "select_specialized",
+    "to_lora",
 ]

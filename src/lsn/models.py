@@ -18,8 +18,10 @@ __all__ = [
     "MLPFamily",
     "NeuronSite",
     "UnsupportedModelError",
+    "base_layer",
     "find_neuron_sites",
     "first_device",
+    "is_conv1d",
     "model_shape",
     "register_mlp_family",
     "registered_families",
@@ -86,9 +88,19 @@ def registered_families() -> tuple[MLPFamily, ...]:
     return tuple(_FAMILIES)
 
 
-def _conv1d_out_features(module: nn.Module) -> int:
-    # transformers' Conv1D (GPT-2) stores its weight as [in, out].
-    return module.weight.shape[1] if type(module).__name__ == "Conv1D" else module.weight.shape[0]
+def base_layer(module: nn.Module) -> nn.Module:
+    """The original layer inside a PEFT tuner layer (the module itself otherwise)."""
+    return module.get_base_layer() if hasattr(module, "get_base_layer") else module
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers' `Conv1D` (GPT-2) stores its weight as [in, out]."""
+    return type(module).__name__ == "Conv1D"
+
+
+def _out_features(module: nn.Module) -> int:
+    module = base_layer(module)
+    return module.weight.shape[1] if is_conv1d(module) else module.weight.shape[0]
 
 
 @dataclass
@@ -119,7 +131,7 @@ class NeuronSite:
 
     @property
     def num_neurons(self) -> int:
-        return _conv1d_out_features(self.input_modules[0]) // self.family.fused_inputs
+        return _out_features(self.input_modules[0]) // self.family.fused_inputs
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .corpora import Batch, CorpusSpec, describe_corpus, iter_batches, open_corpus
 from .hooks import activation_hooks
-from .models import NeuronSite, find_neuron_sites, first_device, model_shape, unwrap_model
+from .models import NeuronSite, base_layer, find_neuron_sites, first_device, model_shape, unwrap_model
 from .stats import ActivationStats, atomic_save_file
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class _Accumulators:
     def create(cls, sites: list[NeuronSite], groups: int, record_sums: bool, quantile: float | None) -> _Accumulators:
         def zeros(dtype):
             return [
-                torch.zeros(groups, s.num_neurons, dtype=dtype, device=s.input_modules[0].weight.device)
+                torch.zeros(groups, s.num_neurons, dtype=dtype, device=base_layer(s.input_modules[0]).weight.device)
                 for s in sites
             ]
 

@@ -1,0 +1,138 @@
+"""`NeuronModel`: the PEFT tuner that puts `NeuronLayer`s on the FFN matrices of lsn's neuron sites."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from peft.tuners.tuners_utils import BaseTuner
+from torch import nn
+
+from ..models import find_neuron_sites
+from .config import NeuronConfig
+from .layer import Axis, NeuronLayer, base_features
+
+__all__ = ["NeuronModel", "NeuronTarget", "ffn_shape", "plan_targets"]
+
+
+@dataclass(frozen=True)
+class NeuronTarget:
+    """One matrix to adapt: which axis holds the neurons, and the channels (rows or columns) to train."""
+
+    axis: Axis
+    channels: torch.Tensor
+
+
+def _fused_rows(indices: torch.Tensor, blocks: int, num_neurons: int, choice: str) -> torch.Tensor:
+    """Rows of neuron indices in an input matrix that stacks `blocks` neuron blocks (Phi-3: gate then up)."""
+    if blocks == 1:
+        return indices
+    chosen = {"both": range(blocks), "gate": [0], "up": [1]}[choice]
+    return torch.cat([indices + b * num_neurons for b in chosen])
+
+
+def ffn_shape(sites: list) -> tuple[int, int]:
+    """(layers, neurons per layer), reading the neurons from the output matrix's base layer (a wrapped GPT-2
+    `Conv1D` would otherwise report its weight's first dimension)."""
+    output = sites[0].output_module
+    base = output.get_base_layer() if hasattr(output, "get_base_layer") else output
+    return len(sites), base_features(base)[0]
+
+
+def plan_targets(model: nn.Module, config: NeuronConfig) -> dict[str, NeuronTarget]:
+    """Module path -> what to train, for every FFN matrix of `config.target_modules` in a layer with neurons.
+
+    Raises `ValueError` for a neuron set of another model shape, out-of-range layers or indices, and target
+    module names that are not FFN matrices of this model.
+    """
+    sites = find_neuron_sites(model)
+    num_layers, num_neurons = ffn_shape(sites)
+    arch = type(model).__name__
+    if config.num_layers not in (None, num_layers) or config.num_neurons not in (None, num_neurons):
+        raise ValueError(
+            f"`neurons` were selected on a model with {config.num_layers} layers x {config.num_neurons} neurons "
+            f"({config.neuron_model or 'unknown model'}), but {arch} has {num_layers} x {num_neurons}. Select "
+            "neurons on this model (`lsn record` + `lsn select`) or load the matching model."
+        )
+    neurons = config.layer_dict()
+    if bad := sorted(layer for layer in neurons if layer >= num_layers):
+        raise ValueError(f"`neurons` has layers {bad[:5]}, but {arch} has {num_layers} FFN layers "
+                         f"(0..{num_layers - 1}, encoder first).")
+    for layer, indices in neurons.items():
+        if indices[-1] >= num_neurons:
+            raise ValueError(f"`neurons` layer {layer}: indices {[i for i in indices if i >= num_neurons][:5]} are "
+                             f"out of range [0, {num_neurons}) for {arch}.")
+    rows = sorted({name for s in sites for name in s.family.inputs})
+    columns = sorted({s.family.output for s in sites})
+    wanted = config.target_modules or rows + columns
+    if unknown := [name for name in wanted if name not in rows + columns]:
+        raise ValueError(
+            f"`target_modules` {unknown} are not FFN matrices of {arch}: lsn trains the neurons' rows of {rows} "
+            f"and columns of {columns}. Choose among those, or leave `target_modules` unset for all of them."
+        )
+    if config.fused_gate_up != "both" and all(s.family.fused_inputs == 1 for s in sites):
+        warnings.warn(f"`fused_gate_up`={config.fused_gate_up!r} is ignored: {arch} has no fused gate/up matrix.",
+                      stacklevel=2)
+    targets: dict[str, NeuronTarget] = {}
+    for site in sites:
+        if site.index not in neurons:
+            continue
+        indices = torch.tensor(neurons[site.index], dtype=torch.long)
+        for name in site.family.inputs:
+            if name in wanted:
+                channels = _fused_rows(indices, site.family.fused_inputs, num_neurons, config.fused_gate_up)
+                targets[f"{site.path}.{name}"] = NeuronTarget("rows", channels)
+        if site.family.output in wanted:
+            targets[f"{site.path}.{site.family.output}"] = NeuronTarget("columns", indices)
+    return targets
+
+
+class NeuronModel(BaseTuner):
+    """Adds neuron adapters ([`NeuronConfig`]) to a transformers model: only the selected FFN neurons' rows and
+    columns train. Created by `peft.get_peft_model(model, lsn.NeuronConfig(...))` once `lsn` is imported.
+
+    Targets come from lsn's neuron sites (`lsn.find_neuron_sites`), not from module-name patterns: every FFN
+    matrix named in `target_modules` (default: all of the family) of every layer that has selected neurons.
+
+    Example:
+
+        ```py
+        >>> import lsn, peft
+        >>> neurons = lsn.NeuronSet.load("neurons.json")
+        >>> config = lsn.NeuronConfig(neurons=neurons, groups=["fr"], r=8, lora_alpha=16)
+        >>> model = peft.get_peft_model(base_model, config)
+        ```
+    """
+
+    prefix: str = "lsn_"
+    tuner_layer_cls = NeuronLayer
+    target_module_mapping: dict[str, list[str]] = {}  # targets come from the neuron sites
+
+    def _prepare_adapter_config(self, peft_config: NeuronConfig, model_config: dict) -> NeuronConfig:
+        return peft_config  # `target_modules=None` means every FFN matrix, resolved against the model below
+
+    def _prepare_model(self, peft_config: NeuronConfig, model: nn.Module) -> None:
+        self._lsn_targets = plan_targets(model, peft_config)
+        if peft_config.num_layers is None:  # record the shape: a reload onto another shape is refused
+            peft_config.num_layers, peft_config.num_neurons = ffn_shape(find_neuron_sites(model))
+
+    def _check_target_module_exists(self, peft_config: NeuronConfig, key: str) -> bool:
+        return key in self._lsn_targets
+
+    def _create_and_replace(self, peft_config: NeuronConfig, adapter_name: str, target: nn.Module,
+                            target_name: str, parent: nn.Module, current_key: str, **optional_kwargs) -> None:
+        plan = self._lsn_targets[current_key]
+        if isinstance(target, NeuronLayer):
+            target.update_layer(adapter_name, plan.channels, peft_config)
+            return
+        new_module = NeuronLayer(target, adapter_name, plan.channels, plan.axis, peft_config)
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)  # an added adapter is not trainable until it is set active
+        self._replace_module(parent, target_name, new_module, target)
+
+    def _check_merge_allowed(self) -> None:
+        super()._check_merge_allowed()
+        for module in self.model.modules():
+            if isinstance(module, NeuronLayer):
+                module.check_mergeable()
