@@ -18,8 +18,8 @@ from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 from safetensors.torch import save_file
 from torch import nn
 
-from .config import NeuronConfig, write_card_section
 from ..models import is_conv1d
+from .config import NeuronConfig, write_card_section
 from .layer import NeuronLayer
 
 __all__ = ["push_to_hub", "to_lora"]
