@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .hub import upload_saved
 from .models import model_shape
 
 __all__ = ["NeuronSet", "NEURONS_FILE"]
@@ -276,14 +276,7 @@ class NeuronSet:
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload neuron set with lsn") -> str:
         """Create (if needed) and upload to a hub repository; returns the commit URL."""
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
-        return str(info)
+        return upload_saved(self.save_pretrained, repo_id, private=private, token=token, commit_message=commit_message)
 
     def model_card(self) -> str:
         """A README.md: base model, method and parameters, per-layer counts."""

@@ -9,15 +9,14 @@ the trained delta, zero-padded to k_max (a uniform rank, which serving engines r
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
-from huggingface_hub import HfApi
 from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 from safetensors.torch import save_file
 from torch import nn
 
+from ..hub import upload_saved
 from ..models import is_conv1d
 from .config import NeuronConfig, write_card_section
 from .layer import NeuronLayer
@@ -113,9 +112,4 @@ def push_to_hub(model: PeftModel, repo_id: str, *, private: bool | None = None, 
     `PeftModel.push_to_hub` (transformers' mixin) also uploads the adapter, but replaces `README.md` with a
     generic card after saving, so the neuron method, parameters and per-layer counts would be lost.
     """
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
-    return str(info)
+    return upload_saved(model.save_pretrained, repo_id, private=private, token=token, commit_message=commit_message)
