@@ -17,6 +17,7 @@ from .recording import record_activations  # noqa: E402
 from .selection import random_neurons, select_by_probability, select_lape, select_specialized  # noqa: E402
 from .stats import ActivationStats  # noqa: E402
 from .adapter import NeuronConfig, NeuronModel, to_lora  # noqa: E402
+from .trainer import NeuronTrainer  # noqa: E402
 
 __all__ = [
     "ActivationStats",
@@ -26,6 +27,7 @@ __all__ = [
     "NeuronModel",
     "NeuronSet",
     "NeuronSite",
+    "NeuronTrainer",
     "UnsupportedModelError",
     "apply_intervention",
     "find_neuron_sites",
