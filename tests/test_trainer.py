@@ -67,7 +67,8 @@ def test_bad_combinations_raise(tmp_path, tiny_tokenizer):
     model = make_tiny_model("llama")
     wrapped = peft.get_peft_model(model, lsn.NeuronConfig(neurons={0: [1]}))
     with pytest.raises(ValueError, match="already a PeftModel"):
-        NeuronTrainer(wrapped, TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True), neurons=NEURONS)
+        NeuronTrainer(wrapped, TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
+                      neuron_config=lsn.NeuronConfig(neurons={0: [2]}))
     other = lsn.NeuronSet({"en": [[1]] * 3}, num_layers=3, num_neurons=64)
     with pytest.raises(ValueError, match="3 layers x 64 neurons"):
         NeuronTrainer(make_tiny_model("llama"), TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),

@@ -31,7 +31,8 @@ class NeuronTrainer(Trainer):
     """`Trainer` for neuron-restricted fine-tuning.
 
     Args:
-        model: a transformers model, or a model already wrapped by PEFT (then no `neuron_config`).
+        model: a transformers model, or a model already wrapped by PEFT (then no `neuron_config`;
+            `neurons` only names what it trains, for logs and checkpoints).
         neurons (`NeuronSet`, *optional*): the neurons to train; saved with each checkpoint.
         neuron_groups (`str` or `list[str]`, *optional*): the groups of `neurons` to train (their union).
         neuron_config (`NeuronConfig`, *optional*): how to train them (mode, rank, target modules ...);
@@ -43,12 +44,12 @@ class NeuronTrainer(Trainer):
                  neuron_groups: str | Iterable[str] | None = None, neuron_config: NeuronConfig | None = None, **kwargs):
         if isinstance(neuron_groups, str):
             neuron_groups = [neuron_groups]
-        if neuron_config is not None or neurons is not None:
-            if isinstance(model, PeftModel):
-                raise ValueError("`model` is already a PeftModel: pass it without `neuron_config` / `neurons`, "
-                                 "or pass the base model to have NeuronTrainer wrap it.")
-            if neurons is not None:
-                neurons.check_compatible(model)
+        if isinstance(model, PeftModel) and neuron_config is not None:
+            raise ValueError("`model` is already a PeftModel: pass it without `neuron_config` (`neurons` may still "
+                             "name what it trains), or pass the base model to have NeuronTrainer wrap it.")
+        if neurons is not None:
+            neurons.check_compatible(model)
+        if not isinstance(model, PeftModel) and (neuron_config is not None or neurons is not None):
             config = neuron_config or NeuronConfig(neurons=neurons, groups=list(neuron_groups) if neuron_groups else None)
             if config.neurons is None:
                 config = dataclasses.replace(config, neurons=neurons, groups=list(neuron_groups) if neuron_groups else None)

@@ -2,8 +2,9 @@
 
 from .data import (
     NLI_LABELS, XNLI_LANGUAGES, XQUAD_LANGUAGES, encode_nli_classification, encode_nli_prompt, encode_qa_prompt,
-    load_xnli, load_xquad, nli_prompt, paper_split, qa_prompt,
+    load_xnli, load_xquad, nli_prompt, paper_split, prompt_features, qa_prompt,
 )
+from .evaluation import evaluate_nli_classification, evaluate_nli_prompt, evaluate_qa, results_table
 
 __all__ = [
     "NLI_LABELS",
@@ -12,9 +13,14 @@ __all__ = [
     "encode_nli_classification",
     "encode_nli_prompt",
     "encode_qa_prompt",
+    "evaluate_nli_classification",
+    "evaluate_nli_prompt",
+    "evaluate_qa",
     "load_xnli",
     "load_xquad",
     "nli_prompt",
     "paper_split",
+    "prompt_features",
     "qa_prompt",
+    "results_table",
 ]

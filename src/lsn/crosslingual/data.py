@@ -27,6 +27,7 @@ __all__ = [
     "load_xquad",
     "nli_prompt",
     "paper_split",
+    "prompt_features",
     "qa_prompt",
 ]
 
@@ -112,7 +113,7 @@ def encode_nli_classification(tokenizer, max_length: int = 256):
     return encode
 
 
-def _prompt_features(tokenizer, prompt: str, answer: str, max_length: int) -> dict[str, list[int]]:
+def prompt_features(tokenizer, prompt: str, answer: str, max_length: int) -> dict[str, list[int]]:
     """Prompt + answer + EOS, with the loss on the answer only; long prompts are cut from the left."""
     answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     prompt_ids = tokenizer(prompt)["input_ids"]
@@ -126,7 +127,7 @@ def _prompt_features(tokenizer, prompt: str, answer: str, max_length: int) -> di
 def encode_nli_prompt(tokenizer, max_length: int = 256):
     """Batched map function: an instruction prompt whose answer is the label word (loss on it only)."""
     def encode(batch: dict) -> dict:
-        rows = [_prompt_features(tokenizer, nli_prompt(p, h), NLI_LABELS[int(y)], max_length)
+        rows = [prompt_features(tokenizer, nli_prompt(p, h), NLI_LABELS[int(y)], max_length)
                 for p, h, y in zip(batch["premise"], batch["hypothesis"], batch["label"])]
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
 
@@ -136,7 +137,7 @@ def encode_nli_prompt(tokenizer, max_length: int = 256):
 def encode_qa_prompt(tokenizer, max_length: int = 512):
     """Batched map function: an instruction prompt whose answer is the first gold span (loss on it only)."""
     def encode(batch: dict) -> dict:
-        rows = [_prompt_features(tokenizer, qa_prompt(c, q), a["text"][0], max_length)
+        rows = [prompt_features(tokenizer, qa_prompt(c, q), a["text"][0], max_length)
                 for c, q, a in zip(batch["context"], batch["question"], batch["answers"])]
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
 

@@ -1,0 +1,119 @@
+"""Zero-shot cross-lingual evaluation: accuracy on XNLI, exact match / F1 on XQuAD, per language,
+and the language x condition table."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import datasets
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..metrics import accuracy, qa_scores
+from ..models import first_device
+from .data import NLI_LABELS, prompt_features, nli_prompt, qa_prompt
+
+__all__ = ["evaluate_nli_classification", "evaluate_nli_prompt", "evaluate_qa", "results_table"]
+
+
+def _pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+    width = max(map(len, rows))
+    return torch.tensor([[value] * (width - len(r)) + r if left else r + [value] * (width - len(r)) for r in rows])
+
+
+def evaluate_nli_classification(model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 16,
+                                max_length: int = 256) -> dict[str, float]:
+    """Accuracy of a sequence-classification model on premise + EOS + hypothesis."""
+    device, predictions = first_device(model), []
+    model.eval()
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(ds), batch_size), desc="xnli", leave=False):
+            rows = ds[i:i + batch_size]
+            texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(rows["premise"], rows["hypothesis"])]
+            enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+            predictions += model(**enc).logits.argmax(-1).tolist()
+    return {"accuracy": accuracy(predictions, ds["label"])}
+
+
+def evaluate_nli_prompt(model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 8,
+                        max_length: int = 256) -> dict[str, float]:
+    """Accuracy of a causal LM ranking the three label words by their log-likelihood after the prompt."""
+    device, predictions = first_device(model), []
+    model.eval()
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(ds), batch_size), desc="xnli", leave=False):
+            rows = ds[i:i + batch_size]
+            feats = [prompt_features(tokenizer, nli_prompt(p, h), label, max_length)
+                     for p, h in zip(rows["premise"], rows["hypothesis"]) for label in NLI_LABELS]
+            ids = _pad([f["input_ids"] for f in feats], tokenizer.pad_token_id).to(device)
+            mask = _pad([f["attention_mask"] for f in feats], 0).to(device)
+            labels = _pad([f["labels"] for f in feats], -100).to(device)
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+            target = labels[:, 1:]
+            picked = logp.gather(-1, target.clamp_min(0)[..., None])[..., 0] * (target != -100)
+            scores = picked.sum(-1).reshape(-1, len(NLI_LABELS))
+            predictions += scores.argmax(-1).tolist()
+    return {"accuracy": accuracy(predictions, ds["label"])}
+
+
+def evaluate_qa(model: nn.Module, tokenizer, ds: datasets.Dataset, lang: str | None = None, batch_size: int = 8,
+                max_length: int = 512, max_new_tokens: int = 32) -> dict[str, float]:
+    """Exact match and F1 (percent) of greedy answers, cut at the first line break."""
+    device, predictions = first_device(model), []
+    model.eval()
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        with torch.inference_mode():
+            for i in tqdm(range(0, len(ds), batch_size), desc=f"xquad {lang or ''}", leave=False):
+                rows = ds[i:i + batch_size]
+                prompts = [qa_prompt(c, q) for c, q in zip(rows["context"], rows["question"])]
+                enc = tokenizer(prompts, truncation=True, max_length=max_length - max_new_tokens, padding=True,
+                                return_tensors="pt").to(device)
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                predictions += [t.strip().split("\n")[0].strip() for t in texts]
+    finally:
+        tokenizer.padding_side = side
+    return qa_scores(predictions, [a["text"] for a in ds["answers"]], lang)
+
+
+def results_table(results: Mapping[str, Mapping[str, Mapping[str, float]]], metric: str,
+                  output_dir: str | os.PathLike | None = None, baseline: str | None = None) -> str:
+    """Markdown: one row per language, one column per condition (the baseline first), and the mean;
+    also `results.md` / `results.json` in `output_dir`."""
+    conditions = list(results)
+    if baseline is not None:
+        if baseline not in results:
+            raise ValueError(f"No results for the baseline `{baseline}`; conditions: {conditions}.")
+        conditions = [baseline] + [c for c in conditions if c != baseline]
+    languages = list(next(iter(results.values())))
+    lines = [f"| language | " + " | ".join(conditions) + " |", "|---" * (len(conditions) + 1) + "|"]
+    for lang in languages:
+        cells = []
+        for c in conditions:
+            value = results[c].get(lang, {}).get(metric)
+            text = "—" if value is None else f"{value:.2f}" if metric != "accuracy" else f"{100 * value:.1f}"
+            if baseline is not None and c != baseline and value is not None and lang in results[baseline]:
+                diff = value - results[baseline][lang][metric]
+                text += f" ({100 * diff:+.1f})" if metric == "accuracy" else f" ({diff:+.2f})"
+            cells.append(text)
+        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
+    means = []
+    for c in conditions:
+        values = [results[c][lang][metric] for lang in languages if lang in results[c]]
+        mean = sum(values) / len(values)
+        means.append(f"{100 * mean:.1f}" if metric == "accuracy" else f"{mean:.2f}")
+    lines.append("| **mean** | " + " | ".join(means) + " |")
+    table = "\n".join(lines)
+    if output_dir is not None:
+        directory = Path(output_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "results.md").write_text(table + "\n", encoding="utf-8")
+        (directory / "results.json").write_text(json.dumps({"metric": metric, "baseline": baseline, "results": results},
+                                                           indent=2, ensure_ascii=False), encoding="utf-8")
+    return table

@@ -1,0 +1,82 @@
+"""`python -m lsn.train` runs every condition end to end offline; `lsn.evaluate` tabulates them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_tiny_model
+
+import lsn
+from lsn import evaluate as lsn_evaluate
+from lsn import train as lsn_train
+from lsn.arguments import parse_recipe
+from lsn.demo.tasks import world_task_files
+
+CLASSES = [lsn_train.ModelArguments, lsn_train.NeuronArguments, lsn_train.DataArguments, lsn_train.TrainingArguments]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_tokenizer):
+    root = tmp_path_factory.mktemp("train")
+    model_dir = root / "model"
+    make_tiny_model("llama", vocab_size=len(tiny_tokenizer), max_position_embeddings=512).save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+    neurons = lsn.NeuronSet({"en": [[1, 2, 3], [4, 5]], "zh": [[6], [7, 8, 9]]}, num_layers=2, num_neurons=64,
+                            method="test")
+    neurons.save_pretrained(root / "neurons")
+    data_dir = world_task_files(root / "world", nli_size=60, qa_size=20)
+    return root, model_dir, data_dir
+
+
+def run(setup, name, *flags):
+    root, model_dir, data_dir = setup
+    argv = ["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--neurons", str(root / "neurons"),
+            "--eval_languages", "en", "zh", "ar", "--max_steps", "3", "--per_device_train_batch_size", "4",
+            "--per_device_eval_batch_size", "8", "--max_eval_samples", "6", "--learning_rate", "1e-3",
+            "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--max_length", "128",
+            "--output_dir", str(root / name), *flags]
+    return lsn_train.main(*parse_recipe(CLASSES, argv))
+
+
+@pytest.mark.parametrize("condition", lsn_train.CONDITIONS)
+def test_every_condition_xnli_classification(setup, condition):
+    results = run(setup, f"xnli-{condition}", "--condition", condition, "--neuron_groups", "en", "--train_fraction", "1.0")
+    assert set(results) == {"en", "zh", "ar"} and all(0 <= r["accuracy"] <= 1 for r in results.values())
+    root = setup[0]
+    saved = json.loads((root / f"xnli-{condition}" / "eval_results.json").read_text())
+    assert saved == results
+    if condition.startswith(("neuron", "random")):
+        trained = lsn.NeuronSet.load(root / f"xnli-{condition}" / "neurons")
+        source = lsn.NeuronSet.load(root / "neurons").subset("en")
+        assert torch.equal(trained.counts_per_layer(), source.counts_per_layer())
+        assert (trained == source) == (condition != "random-neuron-lora")
+
+
+def test_prompt_formats_and_the_results_table(setup, capsys):
+    nli = run(setup, "xnli-prompt", "--condition", "neuron-lora", "--format", "prompt", "--train_fraction", "1.0")
+    qa = run(setup, "xquad", "--condition", "neuron-lora", "--task", "xquad")
+    assert set(nli) == set(qa) == {"en", "zh", "ar"}
+    assert all(0 <= r["exact_match"] <= 100 and 0 <= r["f1"] <= 100 for r in qa.values())
+    root = setup[0]
+    table = lsn_evaluate.main([str(root / "xnli-lora"), str(root / "xnli-neuron-lora"), str(root / "xnli-random-neuron-lora"),
+                               "--baseline", "lora", "--output", str(root / "table")])
+    assert table.splitlines()[0] == "| language | lora | neuron-lora | random-neuron-lora |"
+    assert len(table.splitlines()) == 2 + 3 + 1  # header, rule, 3 languages, mean
+    saved = json.loads((root / "table" / "results.json").read_text())
+    assert saved["metric"] == "accuracy" and set(saved["results"]) == {"lora", "neuron-lora", "random-neuron-lora"}
+    with pytest.raises(ValueError, match="mix tasks"):
+        lsn_evaluate.collect([str(root / "xnli-lora"), str(root / "xquad")])
+
+
+def test_bad_condition_and_missing_neurons(setup):
+    with pytest.raises(ValueError, match="`condition` must be one of"):
+        run(setup, "bad", "--condition", "magic")
+    root, model_dir, data_dir = setup
+    argv = ["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--condition", "neuron-lora",
+            "--output_dir", str(root / "bad2"), "--use_cpu", "true", "--report_to", "none"]
+    with pytest.raises(ValueError, match="needs `neurons:`"):
+        lsn_train.main(*parse_recipe(CLASSES, argv))
