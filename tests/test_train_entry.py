@@ -80,3 +80,20 @@ def test_bad_condition_and_missing_neurons(setup):
             "--output_dir", str(root / "bad2"), "--use_cpu", "true", "--report_to", "none"]
     with pytest.raises(ValueError, match="needs `neurons:`"):
         lsn_train.main(*parse_recipe(CLASSES, argv))
+
+
+def test_two_real_cpu_processes_under_accelerate_launch(setup):
+    root, model_dir, data_dir = setup
+    config = Path(__file__).resolve().parents[1] / "recipes/accelerate_configs/cpu_2proc.yaml"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--main_process_port",
+           "29519", "-m", "lsn.train", "--model_name_or_path", str(model_dir), "--data_dir", str(data_dir),
+           "--neurons", str(root / "neurons"), "--condition", "neuron-lora", "--eval_languages", "en", "zh",
+           "--max_steps", "2", "--per_device_train_batch_size", "4", "--max_eval_samples", "4", "--report_to", "none",
+           "--use_cpu", "true", "--save_strategy", "no", "--train_fraction", "1.0", "--max_length", "128",
+           "--output_dir", str(root / "ddp")]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_info = json.loads((root / "ddp" / "lsn_run.json").read_text())
+    assert run_info["world_size"] == 2
+    assert set(json.loads((root / "ddp" / "eval_results.json").read_text())) == {"en", "zh"}

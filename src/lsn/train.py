@@ -206,6 +206,7 @@ def main(model_args: ModelArguments, neuron_args: NeuronArguments, data: DataArg
         out = Path(training.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         run = {"condition": neuron_args.condition, "task": data.task, "format": data.format,
+               "world_size": training.world_size,
                "model": dataclasses.asdict(model_args), "neurons": dataclasses.asdict(neuron_args),
                "data": dataclasses.asdict(data)}
         (out / "lsn_run.json").write_text(json.dumps(run, indent=2), encoding="utf-8")
