@@ -16,6 +16,10 @@ def entry_point(path: Path):
 
         return [translate.ModelArguments, translate.DataArguments, translate.SpecializationArguments,
                 translate.Seq2SeqTrainingArguments]
+    if task in ("xnli", "xquad"):
+        from lsn import train
+
+        return [train.ModelArguments, train.NeuronArguments, train.DataArguments, train.TrainingArguments]
     pytest.fail(f"No entry point known for recipe folder `{task}` ({path}).")
 
 
