@@ -16,7 +16,6 @@ the storages autograd saves for backward (seen through `saved_tensors_hooks`, pa
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import peft
@@ -27,7 +26,7 @@ from torch.nn.utils import parametrize
 sys.path.insert(0, str(Path(__file__).parent))
 
 import lsn  # noqa: E402  (registers the neuron adapter with PEFT)
-from recording import tiny_llama  # noqa: E402
+from common import best_times, tiny_llama  # noqa: E402
 
 MODULES = ["gate_proj", "up_proj", "down_proj"]
 
@@ -69,11 +68,6 @@ def _build(kind: str, fraction: float, r: int, device: str, **shape) -> nn.Modul
     if kind == "lora":
         return peft.get_peft_model(model, peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=MODULES))
     return _masked_lora(model, neurons, r)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _nbytes(tensors) -> int:
@@ -123,16 +117,7 @@ def measure(device: str = "cpu", hidden: int = 512, intermediate: int = 2048, la
         optimizers[name].step()
 
     results: dict[str, float] = {}
-    for name in models:
-        step(name)  # warm-up (also creates the optimizer state)
-    best = dict.fromkeys(models, float("inf"))
-    for _ in range(repeats):
-        for name in models:
-            _sync(dev)
-            start = time.perf_counter()
-            step(name)
-            _sync(dev)
-            best[name] = min(best[name], time.perf_counter() - start)
+    best = best_times({name: (lambda name=name: step(name)) for name in models}, dev, repeats)
     for name, model in models.items():
         optimizer = optimizers[name]
         if dev.type == "cuda":

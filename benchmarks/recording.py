@@ -1,83 +1,79 @@
-"""Recording overhead: `record_activations` vs a plain inference forward over the same batches.
+"""Recording: overhead over a plain forward, scaling with groups and tokens, memory beyond the model.
 
-Both run the same batches through the same backbone in inference mode; the ratio is the cost
-of the counting hooks (target: <= 1.05 on CPU, <= 1.02 on GPU). Also reported: tokens/s and the
-ratio against a full forward with the LM head, which recording skips.
+- `record_over_backbone`: `record_activations` / a plain inference forward of the same backbone over
+  the same batches (the counting hooks' cost; target <= 1.05 on CPU, <= 1.02 on GPU);
+  `record_over_full_forward` compares with the full model (LM head included), which recording skips.
+- `per_token_cost_{K}_groups_over_1`: the same tokens split into K groups (target: flat, ~1.0).
+- `time_4x_tokens_over_1x / 4`: linearity in tokens (target ~1.0).
+- memory: the counters are `layers x neurons x groups` int64 (plus float64 sums when asked), whatever
+  the corpus size; on GPU the measured peak beyond the model is reported for 1x and 4x the tokens.
 """
 
 from __future__ import annotations
 
-import time
-
 import torch
-import transformers
 
 import lsn
-from lsn.models import first_device
+from common import best_times, random_batches, tiny_llama
 
 
-def tiny_llama(hidden: int, intermediate: int, layers: int, vocab: int = 4096, device: str = "cpu", dtype=torch.float32):
-    config = transformers.LlamaConfig(
-        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=max(1, hidden // 64), num_key_value_heads=max(1, hidden // 128), vocab_size=vocab,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
-
-
-def _batches(n: int, batch: int, seq: int, vocab: int) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    return [{"input_ids": torch.randint(0, vocab, (batch, seq), generator=g),
-             "attention_mask": torch.ones(batch, seq, dtype=torch.long)} for _ in range(n)]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(fn, device, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def measure(hidden=512, intermediate=2048, layers=4, batch=4, seq=256, n_batches=8, repeats=5, groups=1,
-            device="cpu", dtype=torch.float32) -> dict[str, float]:
+def measure(hidden=512, intermediate=2048, layers=4, batch=4, seq=256, n_batches=8, repeats=5, device="cpu",
+            dtype=torch.float32) -> dict[str, float]:
     model = tiny_llama(hidden, intermediate, layers, device=device, dtype=dtype)
-    dev = first_device(model)
-    batches = _batches(n_batches, batch, seq, model.config.vocab_size)
-    per_group = max(1, n_batches // groups)
-    corpora = {f"g{k}": batches[k * per_group:(k + 1) * per_group] for k in range(groups)}
+    dev = next(model.parameters()).device
+    vocab = model.config.vocab_size
+    batches = random_batches(n_batches, batch, seq, vocab, "cpu")
+    tokens = n_batches * batch * seq
 
-    def plain(full: bool):
+    def forward(module):
         def run():
             with torch.inference_mode():
-                for b in batches[: per_group * groups]:
-                    inputs = {k: v.to(dev) for k, v in b.items()}
-                    (model if full else model.model)(**inputs, use_cache=False)
+                for b in batches:
+                    module(**{k: v.to(dev) for k, v in b.items()}, use_cache=False)
         return run
 
-    def record():
-        lsn.record_activations(model, corpora, progress=False)
+    def record(groups: int, data=batches):
+        per = len(data) // groups
+        corpora = {f"g{k}": data[k * per:(k + 1) * per] for k in range(groups)}
+        return lambda: lsn.record_activations(model, corpora, progress=False)
 
-    t_backbone = _time(plain(False), dev, repeats)
-    t_full = _time(plain(True), dev, repeats)
-    t_record = _time(record, dev, repeats)
-    tokens = per_group * groups * batch * seq
-    return {
-        "record_over_backbone": t_record / t_backbone,
-        "record_over_full_forward": t_record / t_full,
-        "tokens_per_s": tokens / t_record,
+    quadruple = batches * 4
+    times = best_times({
+        "backbone": forward(model.model), "full": forward(model), "record_1": record(1), "record_4": record(4),
+        "record_8": record(8), "record_4x_tokens": record(1, quadruple),
+    }, dev, repeats)
+    out = {
+        "record_over_backbone": times["record_1"] / times["backbone"],
+        "record_over_full_forward": times["record_1"] / times["full"],
+        "tokens_per_s": tokens / times["record_1"],
+        "per_token_cost_4_groups_over_1": times["record_4"] / times["record_1"],
+        "per_token_cost_8_groups_over_1": times["record_8"] / times["record_1"],
+        "time_4x_tokens_over_1x_div_4": times["record_4x_tokens"] / times["record_1"] / 4,
+        "counter_mib_per_group": layers * intermediate * 8 / 2**20,
     }
+    if dev.type == "cuda":
+        for label, data in (("1x", batches), ("4x", quadruple)):
+            torch.cuda.synchronize(dev)
+            base = torch.cuda.memory_allocated(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            record(1, data)()
+            out[f"peak_mib_beyond_model_{label}_tokens"] = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
+    return out
+
+
+def measure_llama8b_shape(seq: int = 4096, batch: int = 1, n_batches: int = 4, peak_tflops: float = 989.0) -> dict[str, float]:
+    """GPU only: recording throughput of a Llama-3.1-8B-shaped model (random bf16 weights) and its
+    model-FLOPs utilisation, 2 x parameters FLOPs per token over the GPU's bf16 dense peak."""
+    model = tiny_llama(4096, 14336, 32, vocab=128256, device="cuda", dtype=torch.bfloat16, heads=32)
+    params = sum(p.numel() for p in model.parameters())
+    batches = random_batches(n_batches, batch, seq, model.config.vocab_size, "cpu")
+    run = lambda: lsn.record_activations(model, {"en": batches}, progress=False)  # noqa: E731
+    seconds = best_times({"record": run}, torch.device("cuda"), 2)["record"]
+    tokens_per_s = n_batches * batch * seq / seconds
+    return {"llama8b_record_tokens_per_s": tokens_per_s,
+            "llama8b_record_mfu": 2 * params * tokens_per_s / (peak_tflops * 1e12)}
 
 
 if __name__ == "__main__":
     for key, value in measure().items():
-        print(f"{key:>28}: {value:.3f}")
+        print(f"{key:>36}: {value:.3f}")
