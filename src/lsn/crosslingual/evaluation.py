@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import datasets
@@ -20,9 +20,15 @@ from .data import NLI_LABELS, prompt_features, nli_prompt, qa_prompt
 __all__ = ["evaluate_nli_classification", "evaluate_nli_prompt", "evaluate_qa", "results_table"]
 
 
-def _pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     width = max(map(len, rows))
-    return torch.tensor([[value] * (width - len(r)) + r if left else r + [value] * (width - len(r)) for r in rows])
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+
+def _rows(ds: datasets.Dataset, batch_size: int, desc: str) -> Iterator[dict]:
+    """`ds` in slices of `batch_size` rows, with a progress bar."""
+    for i in tqdm(range(0, len(ds), batch_size), desc=desc, leave=False):
+        yield ds[i:i + batch_size]
 
 
 def evaluate_nli_classification(model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 16,
@@ -31,8 +37,7 @@ def evaluate_nli_classification(model: nn.Module, tokenizer, ds: datasets.Datase
     device, predictions = first_device(model), []
     model.eval()
     with torch.inference_mode():
-        for i in tqdm(range(0, len(ds), batch_size), desc="xnli", leave=False):
-            rows = ds[i:i + batch_size]
+        for rows in _rows(ds, batch_size, "xnli"):
             texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(rows["premise"], rows["hypothesis"])]
             enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
             predictions += model(**enc).logits.argmax(-1).tolist()
@@ -45,8 +50,7 @@ def evaluate_nli_prompt(model: nn.Module, tokenizer, ds: datasets.Dataset, batch
     device, predictions = first_device(model), []
     model.eval()
     with torch.inference_mode():
-        for i in tqdm(range(0, len(ds), batch_size), desc="xnli", leave=False):
-            rows = ds[i:i + batch_size]
+        for rows in _rows(ds, batch_size, "xnli"):
             feats = [prompt_features(tokenizer, nli_prompt(p, h), label, max_length)
                      for p, h in zip(rows["premise"], rows["hypothesis"]) for label in NLI_LABELS]
             ids = _pad([f["input_ids"] for f in feats], tokenizer.pad_token_id).to(device)
@@ -68,8 +72,7 @@ def evaluate_qa(model: nn.Module, tokenizer, ds: datasets.Dataset, lang: str | N
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
         with torch.inference_mode():
-            for i in tqdm(range(0, len(ds), batch_size), desc=f"xquad {lang or ''}", leave=False):
-                rows = ds[i:i + batch_size]
+            for rows in _rows(ds, batch_size, f"xquad {lang or ''}"):
                 prompts = [qa_prompt(c, q) for c, q in zip(rows["context"], rows["question"])]
                 enc = tokenizer(prompts, truncation=True, max_length=max_length - max_new_tokens, padding=True,
                                 return_tensors="pt").to(device)
