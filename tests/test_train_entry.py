@@ -62,14 +62,16 @@ def test_prompt_formats_and_the_results_table(setup, capsys):
     assert set(nli) == set(qa) == {"en", "zh", "ar"}
     assert all(0 <= r["exact_match"] <= 100 and 0 <= r["f1"] <= 100 for r in qa.values())
     root = setup[0]
-    table = lsn_evaluate.main([str(root / "xnli-lora"), str(root / "xnli-neuron-lora"), str(root / "xnli-random-neuron-lora"),
-                               "--baseline", "lora", "--output", str(root / "table")])
+    for condition in ("lora", "neuron-lora", "random-neuron-lora"):  # this test's own runs
+        run(setup, f"table-{condition}", "--condition", condition, "--neuron_groups", "en", "--train_fraction", "1.0")
+    table = lsn_evaluate.main([str(root / "table-lora"), str(root / "table-neuron-lora"),
+                               str(root / "table-random-neuron-lora"), "--baseline", "lora", "--output", str(root / "table")])
     assert table.splitlines()[0] == "| language | lora | neuron-lora | random-neuron-lora |"
     assert len(table.splitlines()) == 2 + 3 + 1  # header, rule, 3 languages, mean
     saved = json.loads((root / "table" / "results.json").read_text())
     assert saved["metric"] == "accuracy" and set(saved["results"]) == {"lora", "neuron-lora", "random-neuron-lora"}
     with pytest.raises(ValueError, match="mix tasks"):
-        lsn_evaluate.collect([str(root / "xnli-lora"), str(root / "xquad")])
+        lsn_evaluate.collect([str(root / "table-lora"), str(root / "xquad")])
 
 
 def test_bad_condition_and_missing_neurons(setup):
