@@ -213,3 +213,23 @@ def test_results_table_averages(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["specialized"]["averages"]["all"]["bleu"] == pytest.approx(100.0)
     assert (tmp_path / "results.md").read_text().startswith("| direction |")
+
+
+def test_tiny_recipe_identify_train_evaluate(tmp_path):
+    """The offline recipe end to end on the embedded demo model, shortened."""
+    import json
+    from pathlib import Path
+
+    from lsn import translate
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes/tiny/mt/config_specialized.yaml"
+    translate.main(["all", str(recipe), "--output_dir", str(tmp_path), "--max_steps", "3", "--max_train_pairs", "40",
+                    "--max_eval_pairs", "4", "--num_beams", "1", "--max_new_tokens", "8",
+                    "--directions", "en-de", "de-en"])
+    neurons = lsn.NeuronSet.load(tmp_path / "neurons")
+    assert neurons.groups == ["en-de", "de-en"] and neurons.method == "specialization"
+    assert (tmp_path / "neurons" / "overlap.png").is_file()
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"baseline", "specialized"}
+    assert set(results["specialized"]["directions"]) == {"en-de", "de-en"}
+    assert "| **en->x** |" in (tmp_path / "results.md").read_text()
