@@ -218,3 +218,11 @@ def test_generate_with_steering(multilingual_texts, tiny_tokenizer):
     assert plain == again and len(plain) == 2
     assert off != plain
     assert all(not s.activation._forward_hooks for s in find_neuron_sites(model))
+
+
+def test_random_control_rows_differ_between_groups():
+    model = make_tiny_model("llama")
+    heldout = {"en": padded_batches(1, 20)}
+    ns = neuron_set(model, {"a": [[1, 2, 3], [4]], "b": [[5, 6, 7], [8]]})  # same counts per layer
+    matrix = lsn.nll_matrix(model, ns, heldout, random_control=0, progress=False)
+    assert matrix.nll[2, 0] != matrix.nll[3, 0]

@@ -190,8 +190,9 @@ def nll_matrix(
     try:
         baseline = measure("baseline")
         plans = [(row, neuron_set.subset(row)) for row in rows]
-        if random_control is not None:
-            plans += [(f"random:{row}", random_neurons(neuron_set.subset(row), seed=random_control)) for row in rows]
+        if random_control is not None:  # one draw for all rows, so each row gets its own random neurons
+            control = random_neurons(neuron_set.subset(rows), seed=random_control)
+            plans += [(f"random:{row}", control.subset(row)) for row in rows]
         nll, neurons = [], {}
         for label, subset in tqdm(plans, desc="nll matrix", disable=not progress):
             neurons[label] = int(subset.counts_per_layer().sum())

@@ -3,9 +3,11 @@
 Loads the demo's pretrained tiny Llama (shipped in the package; see `lsn.demo.pretrain`),
 records its activation statistics on every language of the synthetic world, selects LAPE
 neurons, and validates them as Tang et al. do: deactivate each language's neurons (and as many
-random ones) and measure the NLL on held-out text of every language. Writes the statistics,
-the neuron set (with its model card), the NLL matrix (JSON, CSV, PNG), the plots and a
-`report.md` that shows it all into `--output`.
+random ones) and measure the NLL on held-out text of every language. Then fine-tunes on the
+world's English NLI task three ways (LoRA on attention, LoRA on the English neurons only, LoRA on
+as many random neurons) and evaluates every language zero-shot. Writes the statistics, the
+neuron set (with its model card), the NLL matrix (JSON, CSV, PNG), the plots, the fine-tuning
+runs and a `report.md` that shows it all into `--output`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ import logging
 import time
 from pathlib import Path
 
+from transformers import TrainingArguments
+
 from .. import nll_matrix, record_activations, select_lape
+from ..crosslingual import results_table
 from ..plotting import plot_neuron_set
+from ..train import DataArguments, ModelArguments, NeuronArguments
+from ..train import main as train
 from .pretrain import DEMO_TOP_RATE, heldout_texts, load_demo_model, pretraining_texts
+from .tasks import WORLD_DATA
+from .world import LANGUAGES
 
 logger = logging.getLogger("lsn.demo")
 SEQ_LEN, BATCH_SIZE = 128, 16
@@ -30,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-tokens", type=int, default=6144, help="held-out tokens per language (default: %(default)s)")
     parser.add_argument("--top-rate", type=float, default=DEMO_TOP_RATE,
                         help="LAPE top rate; a tiny model needs far more than the paper's 0.01 (default: %(default)s)")
+    parser.add_argument("--finetune-steps", type=int, default=400,
+                        help="NLI fine-tuning steps per condition; 0 skips fine-tuning (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.output)
@@ -60,13 +71,43 @@ def main(argv: list[str] | None = None) -> None:
     plots += [p for p in matrix.save(out) if p.suffix == ".png"]
     print(matrix.to_markdown())
 
+    # ---------------------------------------------------------------- fine-tune on English NLI, evaluate zero-shot
+    table = _finetune(out, args.finetune_steps) if args.finetune_steps > 0 else ""
+    print(table)
+
     # ---------------------------------------------------------------- report
     report = out / "report.md"
-    report.write_text(_report(model, stats, neurons, matrix, args, plots, out), encoding="utf-8")
+    report.write_text(_report(model, stats, neurons, matrix, args, plots, out, table), encoding="utf-8")
     logger.info("wrote %s (%.0f s in all)", report, time.time() - start)
 
 
-def _report(model, stats, neurons, matrix, args, plots: list[Path], out: Path) -> str:
+FINETUNE_CONDITIONS = ("lora", "neuron-lora", "random-neuron-lora")
+
+
+def _finetune(out: Path, steps: int) -> str:
+    """Train each condition on the world's English NLI (a classification head on the last token),
+    evaluate every language zero-shot; returns the accuracy table (LoRA on attention first)."""
+    results = {}
+    for condition in FINETUNE_CONDITIONS:
+        neuron = condition != "lora"
+        training = TrainingArguments(
+            output_dir=str(out / "finetune" / condition), max_steps=steps, per_device_train_batch_size=16,
+            learning_rate=3e-3, lr_scheduler_type="linear", logging_steps=max(1, steps // 4), save_strategy="no",
+            report_to=[], use_cpu=True, seed=0,
+        )
+        results[condition] = train(
+            ModelArguments(model_name_or_path="lsn:demo"),
+            NeuronArguments(condition=condition, neurons=str(out / "lape-neurons") if neuron else None,
+                            neuron_groups=["en"] if neuron else None, r=16, lora_alpha=32,
+                            target_modules=["gate_proj", "up_proj", "down_proj"] if neuron else None),
+            DataArguments(task="xnli", format="classification", eval_languages=list(LANGUAGES), data_dir=WORLD_DATA,
+                          train_fraction=1.0, max_eval_samples=300, max_length=128),
+            training,
+        )
+    return results_table(results, "accuracy", out / "finetune", baseline="lora")
+
+
+def _report(model, stats, neurons, matrix, args, plots: list[Path], out: Path, table: str) -> str:
     c = model.config
     counts = neurons.counts_per_layer()
     delta = matrix.delta
@@ -100,6 +141,14 @@ def _report(model, stats, neurons, matrix, args, plots: list[Path], out: Path) -
         "when a row's neurons are set to zero; `random:X` rows deactivate as many random neurons per layer as X's.", "",
         matrix.to_markdown(), "",
         *verdict, "",
+        *([
+            "## 4. Fine-tuning on English NLI, zero-shot on every language", "",
+            f"The world's NLI task in the XNLI schema (premise + EOS + hypothesis, a linear head on the last token), "
+            f"{args.finetune_steps} steps on English only; accuracy (%) on 300 test items per language, chance 33.3. "
+            "Columns: LoRA on attention (r 16), LoRA on the English LAPE neurons' gate/up/down rows and columns "
+            "(r 16), and on as many random neurons; in brackets the difference to LoRA.", "",
+            table, "",
+        ] if table else []),
         "## Plots", "",
         *[f"![{path.stem}]({path.relative_to(out).as_posix()})\n" for path in plots],
         "Files: `activation_stats.safetensors`, `lape-neurons/` (neuron set with its model card), "
