@@ -99,3 +99,15 @@ def test_two_real_cpu_processes_under_accelerate_launch(setup):
     run_info = json.loads((root / "ddp" / "lsn_run.json").read_text())
     assert run_info["world_size"] == 2
     assert set(json.loads((root / "ddp" / "eval_results.json").read_text())) == {"en", "zh"}
+
+
+@pytest.mark.parametrize("task", ["xnli", "xquad"])
+def test_tiny_recipes_run_offline(tmp_path, monkeypatch, task):
+    """The shipped tiny recipes (demo model, world data, demo LAPE neurons), shortened."""
+    monkeypatch.setenv("LSN_CACHE", str(tmp_path / "cache"))
+    recipe = Path(__file__).resolve().parents[1] / f"recipes/tiny/{task}/config_neuron_lora.yaml"
+    results = lsn_train.main(*parse_recipe(CLASSES, [str(recipe), "--output_dir", str(tmp_path / "run"),
+                                                     "--max_steps", "2", "--max_eval_samples", "4",
+                                                     "--eval_languages", "en", "hi"]))
+    assert set(results) == {"en", "hi"}
+    assert lsn.NeuronSet.load(tmp_path / "run" / "neurons").groups == ["en"]

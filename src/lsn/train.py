@@ -56,7 +56,7 @@ class ModelArguments:
 @dataclass
 class NeuronArguments:
     condition: str = field(default="neuron-lora", metadata={"help": f"One of {', '.join(CONDITIONS)}."})
-    neurons: str | None = field(default=None, metadata={"help": "Neuron set (path or hub id) for the neuron conditions."})
+    neurons: str | None = field(default=None, metadata={"help": "Neuron set (path or hub id) for the neuron conditions; `lsn:demo-lape` for the demo model's."})
     neuron_groups: list[str] | None = field(default=None, metadata={"help": "Groups of the set to train (their union)."})
     r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: float = field(default=16, metadata={"help": "LoRA alpha (the paper: 2r)."})
@@ -165,7 +165,12 @@ def wrap(model, neuron_args: NeuronArguments, data: DataArguments) -> tuple[torc
         return get_peft_model(model, config), None
     if not neuron_args.neurons:
         raise ValueError(f"`condition: {condition}` needs `neurons:` (a neuron set path or hub id).")
-    neurons = NeuronSet.from_pretrained(neuron_args.neurons)
+    source = neuron_args.neurons
+    if source == "lsn:demo-lape":
+        from .demo.pretrain import demo_lape_neurons
+
+        source = str(demo_lape_neurons())
+    neurons = NeuronSet.from_pretrained(source)
     neurons.check_compatible(model)
     groups = neuron_args.neuron_groups or neurons.groups
     neurons = neurons.subset(groups)

@@ -31,7 +31,10 @@ from ..corpora import iter_batches, open_corpus
 from .tokenizer import train_tokenizer
 from .world import LANGUAGES, monolingual_corpus
 
-__all__ = ["DEMO_MODEL_DIR", "DEMO_TOP_RATE", "SETTINGS", "heldout_texts", "load_demo_model", "pretrain", "pretraining_texts"]
+__all__ = [
+    "DEMO_MODEL_DIR", "DEMO_TOP_RATE", "SETTINGS", "cache_dir", "demo_lape_neurons", "heldout_texts", "load_demo_model",
+    "pretrain", "pretraining_texts",
+]
 
 logger = logging.getLogger("lsn.demo.pretrain")
 
@@ -239,12 +242,30 @@ def _is_complete(path: Path) -> bool:
     return all((path / name).is_file() for name in ("config.json", "model.safetensors", "tokenizer.json"))
 
 
+def cache_dir() -> Path:
+    """Where lsn caches what it builds on first use: `$LSN_CACHE`, else `$XDG_CACHE_HOME/lsn` or `~/.cache/lsn`."""
+    return Path(os.environ.get("LSN_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lsn"))
+
+
+def demo_lape_neurons() -> Path:
+    """The demo model's LAPE neurons (`top_rate=DEMO_TOP_RATE`, 20k tokens per language), selected once and
+    cached; what `neurons: lsn:demo-lape` in a recipe means."""
+    from .. import record_activations, select_lape
+
+    path = cache_dir() / f"demo-lape-{DEMO_TOP_RATE}"
+    if not (path / "neurons.json").is_file():
+        model, tokenizer = load_demo_model()
+        stats = record_activations(model, pretraining_texts(400), tokenizer=tokenizer, seq_len=128, batch_size=16,
+                                   max_tokens=20_000, progress=False)
+        select_lape(stats, top_rate=DEMO_TOP_RATE).save_pretrained(path)
+    return path
+
+
 def demo_model_path() -> Path:
     """The shipped checkpoint, or the cached one (trained on first use where the package lacks it)."""
     if _is_complete(DEMO_MODEL_DIR):
         return DEMO_MODEL_DIR
-    cache = Path(os.environ.get("LSN_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lsn"))
-    cached = cache / "demo-model"
+    cached = cache_dir() / "demo-model"
     if not _is_complete(cached):
         logger.warning("The demo model is not in the package; training it into %s (about 4 minutes).", cached)
         partial = cached.with_name(f"demo-model.partial-{os.getpid()}")

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from .pretrain import cache_dir
 from .world import LANGUAGES, nli_items, qa_items, splits
 
 __all__ = ["WORLD_DATA", "world_task_files"]
@@ -25,7 +26,7 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 def world_task_files(directory: str | os.PathLike | None = None, nli_size: int = 3000, qa_size: int = 600) -> Path:
     """Write (if missing) the world's XNLI- and XQuAD-schema files; returns the directory."""
-    directory = Path(directory or Path(os.environ.get("LSN_CACHE", Path.home() / ".cache" / "lsn")) / f"world-tasks-{nli_size}-{qa_size}")
+    directory = Path(directory or cache_dir() / f"world-tasks-{nli_size}-{qa_size}")
     stamp = directory / ".complete"
     if stamp.exists():
         return directory
