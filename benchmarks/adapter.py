@@ -137,6 +137,19 @@ def measure(device: str = "cpu", hidden: int = 512, intermediate: int = 2048, la
         for other, label in (("lora", "lora"), (f"masked_{pct}", "masked")):
             results[f"time_lsn_{pct}_over_{label}"] = results[f"step_s_lsn_{pct}"] / results[f"step_s_{other}"]
             results[f"memory_lsn_{pct}_over_{label}"] = results[f"step_mib_lsn_{pct}"] / results[f"step_mib_{other}"]
+    merging = [name for name in models if not name.startswith("masked")]  # parametrized LoRA cannot merge
+
+    def merge_round_trip(name: str) -> None:
+        with torch.no_grad():
+            models[name].merge_adapter()
+            models[name].unmerge_adapter()
+
+    merge = best_times({name: (lambda name=name: merge_round_trip(name)) for name in merging}, dev, repeats)
+    for name in merging:
+        results[f"merge_unmerge_s_{name}"] = merge[name]
+    for fraction in fractions:
+        pct = f"{round(fraction * 100)}pct"
+        results[f"merge_time_lsn_{pct}_over_lora"] = merge[f"lsn_{pct}"] / merge["lora"]
     return results
 
 

@@ -29,6 +29,8 @@ TARGETS = {
     "time_lsn_1pct_over_masked": "<= 1",
     "memory_lsn_1pct_over_masked": "<= 1",
     "masked_step_over_plain": "<= 1.05",
+    "merge_time_lsn_1pct_over_lora": "<= 1",
+    "merge_time_lsn_10pct_over_lora": "<= 1",
 }
 
 
