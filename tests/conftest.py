@@ -37,6 +37,15 @@ def make_tiny_model(family: str, seed: int = 0, **overrides) -> transformers.Pre
     return auto.from_config(config).eval()
 
 
+def fixed_threshold(model: torch.nn.Module, seed: int = 0) -> torch.Tensor:
+    """A deterministic per-neuron pre-activation threshold of the model's shape (for `threshold=`)."""
+    from lsn.models import find_neuron_sites
+
+    sites = find_neuron_sites(model)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(len(sites), sites[0].num_neurons, generator=g) * 0.05
+
+
 @pytest.fixture
 def tiny_model():
     return make_tiny_model

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
-from conftest import make_tiny_model, padded_batches, tiny_texts, tiny_tokenizer_for  # noqa: E402
+from conftest import fixed_threshold, make_tiny_model, padded_batches, tiny_texts, tiny_tokenizer_for  # noqa: E402
 
 import lsn  # noqa: E402
 
@@ -23,7 +23,7 @@ if __name__ == "__main__":
     tokenizer = tiny_tokenizer_for(texts)
     model, corpora = corpora_and_model(tokenizer, texts)
     stats = lsn.record_activations(model, corpora, tokenizer=tokenizer, seq_len=16, batch_size=2, quantile=0.9,
-                                   record_sums=True, progress=False)
+                                   threshold=fixed_threshold(model), record_sums=True, progress=False)
     assert torch.distributed.get_world_size() == 2
     if torch.distributed.get_rank() == 0:
         stats.save(sys.argv[1])

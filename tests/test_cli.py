@@ -63,6 +63,33 @@ def test_record_select_show(tmp_path, model_dir, multilingual_texts, tiny_tokeni
     assert "tokens" in capsys.readouterr().out
 
 
+def test_two_pass_pooled_percentile_selection(tmp_path, model_dir, multilingual_texts, tiny_tokenizer):
+    """record --quantile, record --threshold-from, select --above threshold, as in Python."""
+    corpus_args, texts = [], {}
+    for lang in ("en", "de", "ar"):
+        path = tmp_path / f"{lang}.txt"
+        path.write_text("\n".join(multilingual_texts[lang]) + "\n")
+        corpus_args += ["--corpus", f"{lang}={path}"]
+        texts[lang] = multilingual_texts[lang]
+    common = ["record", "--model", str(model_dir), "--seq-len", "16", "--batch-size", "2", *corpus_args]
+    first, second = tmp_path / "pass1.safetensors", tmp_path / "pass2.safetensors"
+    assert main(common + ["--quantile", "0.9", "--output", str(first)]) == 0
+    assert main(common + ["--threshold-from", str(first), "--output", str(second)]) == 0
+    out = tmp_path / "pooled.json"
+    assert main(["select", str(second), "--method", "probability", "--above", "threshold", "--top-k", "5",
+                 "--output", str(out)]) == 0
+
+    model = make_tiny_model("llama", vocab_size=len(tiny_tokenizer))
+    kwargs = dict(tokenizer=tiny_tokenizer, seq_len=16, batch_size=2, progress=False)
+    pooled = lsn.record_activations(model, texts, quantile=0.9, **kwargs).pooled_quantile()
+    stats = lsn.record_activations(model, texts, threshold=pooled, **kwargs)
+    assert torch.equal(lsn.ActivationStats.load(second).above_threshold, stats.above_threshold)
+    neurons = lsn.NeuronSet.load(out)
+    assert neurons.parameters["threshold"]["pooled_quantile"] == 0.9
+    expected = lsn.select_by_probability(stats, above="threshold", top_k=5)
+    assert all(torch.equal(a, b) for g in texts for a, b in zip(neurons[g], expected[g]))
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_model, padded_batches
+from conftest import fixed_threshold, make_tiny_model, padded_batches
 from test_recording import reference_stats
 
 import lsn
@@ -86,7 +86,8 @@ def crash_on_call(model, n):
 def test_resume_after_a_crash_gives_exact_counts(tmp_path, multilingual_texts, tiny_tokenizer):
     model = big_model(tiny_tokenizer)
     texts = {g: multilingual_texts[g] for g in ("en", "de", "ar")}
-    kwargs = dict(tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, batch_size=2, record_sums=True, quantile=0.9, progress=False)
+    kwargs = dict(tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, batch_size=2, record_sums=True, quantile=0.9,
+                  threshold=fixed_threshold(model), progress=False)
     expected = lsn.record_activations(model, texts, **kwargs)
 
     ckpt = tmp_path / "ckpt"
@@ -106,6 +107,7 @@ def test_resume_after_a_crash_gives_exact_counts(tmp_path, multilingual_texts, t
     assert torch.equal(resumed.counts, expected.counts)
     assert torch.equal(resumed.tokens, expected.tokens)
     assert torch.equal(resumed.above_quantile, expected.above_quantile)
+    assert torch.equal(resumed.above_threshold, expected.above_threshold)
     torch.testing.assert_close(resumed.sums, expected.sums)
     torch.testing.assert_close(resumed.quantile_means, expected.quantile_means)
 
@@ -120,6 +122,9 @@ def test_checkpoint_with_other_arguments_or_damaged_is_refused(tmp_path):
     lsn.record_activations(model, corpora, checkpoint=tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"other arguments \(differ: corpora, groups\)"):
         lsn.record_activations(model, corpora | {"de": padded_batches(1, 1)}, checkpoint=tmp_path, progress=False)
+    threshold = torch.zeros(2, 64)
+    with pytest.raises(ValueError, match=r"other arguments \(differ: threshold\)"):
+        lsn.record_activations(model, corpora, threshold=threshold, checkpoint=tmp_path, progress=False)
     (file,) = tmp_path.iterdir()
     file.write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="damaged"):
@@ -149,10 +154,11 @@ def test_two_processes_equal_one_process(tmp_path, multilingual_texts, tiny_toke
 
     model, corpora = corpora_and_model(tiny_tokenizer, multilingual_texts)
     single = lsn.record_activations(model, corpora, tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, batch_size=2,
-                                    quantile=0.9, record_sums=True, progress=False)
+                                    quantile=0.9, threshold=fixed_threshold(model), record_sums=True, progress=False)
     assert torch.equal(distributed.counts, single.counts)
     assert torch.equal(distributed.tokens, single.tokens)
     assert torch.equal(distributed.above_quantile, single.above_quantile)
+    assert torch.equal(distributed.above_threshold, single.above_threshold)
     assert torch.equal(distributed.quantile_batches, single.quantile_batches)
     torch.testing.assert_close(distributed.quantile_means, single.quantile_means)
     torch.testing.assert_close(distributed.sums, single.sums)

@@ -12,7 +12,7 @@ from lsn.models import find_neuron_sites
 from lsn.recording import _Accumulators, _Recorder
 
 
-def reference_stats(model, corpora, quantile=None):
+def reference_stats(model, corpora, quantile=None, threshold=None):
     """Counts, activation sums and per-batch quantile data from hooks on the INPUT matrices.
 
     A neuron fires when its pre-activation is > 0 (SiLU, GELU and ReLU keep the sign), padding
@@ -24,6 +24,7 @@ def reference_stats(model, corpora, quantile=None):
     sums = torch.zeros(L, I, K, dtype=torch.float64)
     qsum = torch.zeros(L, I, K, dtype=torch.float64)
     above = torch.zeros(L, I, K, dtype=torch.long)
+    above_threshold = torch.zeros(L, I, K, dtype=torch.long)
     tokens = torch.zeros(K, dtype=torch.long)
     captured = {}
     handles = [
@@ -57,9 +58,13 @@ def reference_stats(model, corpora, quantile=None):
                         q = ordered[max(1, math.ceil(quantile * len(pre))) - 1]
                         qsum[s.index, :, k] += q
                         above[s.index, :, k] += (pre > q).sum(0)
+                    if threshold is not None:
+                        above_threshold[s.index, :, k] += (pre > threshold[s.index]).sum(0)
     finally:
         for h in handles:
             h.remove()
+    if threshold is not None:
+        return counts, tokens, above_threshold
     return counts, tokens, sums, qsum, above
 
 
@@ -77,6 +82,36 @@ def test_counts_equal_independent_computation_on_padded_batches(family):
     batches = torch.tensor([3, 2, 2])
     torch.testing.assert_close(stats.quantile_means, qsum / batches.double(), rtol=1e-6, atol=1e-6)
     assert stats.metadata["architecture"] == type(model).__name__
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "m2m100"])
+def test_pooled_percentile_two_pass_counts(family):
+    """Pass 1 estimates each neuron's P90 over all groups; pass 2 counts tokens above it."""
+    model = make_tiny_model(family)
+    corpora = {"en": padded_batches(3, seed=1), "fr": padded_batches(2, seed=2), "zh": padded_batches(1, seed=3)}
+    if model.config.is_encoder_decoder:
+        for batches in corpora.values():
+            for b in batches:
+                b["labels"] = b["input_ids"][:, :5].masked_fill(b["attention_mask"][:, :5] == 0, -100)
+    first = lsn.record_activations(model, corpora, quantile=0.9, progress=False)
+    *_, qsum, _ = reference_stats(model, corpora, quantile=0.9)
+    pooled = first.pooled_quantile()
+    torch.testing.assert_close(pooled, (qsum.sum(-1) / 6).float(), rtol=1e-6, atol=1e-6)  # 6 batches in all
+
+    second = lsn.record_activations(model, corpora, threshold=pooled, progress=False)
+    counts, tokens, above = reference_stats(model, corpora, threshold=pooled)
+    assert torch.equal(second.above_threshold, above)
+    assert torch.equal(second.counts, counts)
+    assert torch.equal(second.threshold, pooled)
+    # Pooled over all groups, ~10% of all tokens exceed it, but the groups differ.
+    share = above.sum(-1).double() / second.token_counts().sum(-1)[:, None].double()
+    assert 0.05 < share.mean() < 0.15
+
+
+def test_threshold_of_another_model_shape_raises():
+    model = make_tiny_model("llama")
+    with pytest.raises(ValueError, match="compute it from statistics of this model"):
+        lsn.record_activations(model, {"en": padded_batches(1, seed=1)}, threshold=torch.zeros(3, 7), progress=False)
 
 
 @pytest.mark.parametrize("family", ["m2m100", "marian"])

@@ -264,6 +264,28 @@ def test_probability_faithful_uses_above_quantile():
     assert ns.parameters["quantile"] == 0.9
 
 
+@pytest.mark.parametrize("score", ["margin", "contrast"])
+def test_probability_above_threshold_scores_the_threshold_counts(score):
+    counts, tokens, _ = planted_counts(3, 80, 4, seed=10, specific=2)
+    above, _, _ = planted_counts(3, 80, 4, seed=11, specific=3)
+    above = np.minimum(above, tokens)  # tokens are drawn from the same seed-free range: keep p <= 1
+    threshold = torch.randn(3, 80)
+    stats = make_stats(counts, tokens, threshold=threshold, above_threshold=torch.as_tensor(above),
+                       metadata={"threshold": {"pooled_quantile": 0.9}})
+    ns = select_by_probability(stats, score=score, above="threshold", top_k=9)
+    assert as_lists(ns) == probability_reference(above, tokens, score, 9)
+    assert as_lists(ns) != probability_reference(counts, tokens, score, 9)  # not the firing counts
+    assert ns.parameters["above"] == "threshold" and ns.parameters["threshold"] == {"pooled_quantile": 0.9}
+
+
+def test_probability_above_threshold_needs_threshold_counts():
+    stats = make_stats(np.ones((2, 10, 2)), [5, 5])
+    with pytest.raises(ValueError, match="threshold="):
+        select_by_probability(stats, above="threshold", top_k=1)
+    with pytest.raises(ValueError, match="above"):
+        select_by_probability(stats, above="median", top_k=1)
+
+
 def test_probability_faithful_without_quantiles_raises():
     with pytest.raises(ValueError, match="quantile"):
         select_by_probability(make_stats(np.ones((2, 10, 2)), [5, 5]), score="faithful", top_k=1)

@@ -22,6 +22,8 @@ def planted(layers=3, neurons=7, groups=("en", "fr", "zh"), seed=0, full=False, 
         kwargs.setdefault("quantile_means", torch.randn(layers, neurons, K, generator=g, dtype=torch.float64))
         kwargs.setdefault("quantile_batches", torch.randint(1, 9, (K,), generator=g))
         kwargs.setdefault("above_quantile", (torch.rand(layers, neurons, K, generator=g) * tokens).long())
+        kwargs.setdefault("threshold", torch.randn(layers, neurons, generator=g))
+        kwargs.setdefault("above_threshold", (torch.rand(layers, neurons, K, generator=g) * tokens).long())
     return ActivationStats(counts=counts, tokens=tokens, groups=list(groups), **kwargs)
 
 
@@ -29,7 +31,8 @@ def assert_stats_equal(a, b):
     assert a.groups == b.groups
     assert a.quantile == b.quantile
     assert a.metadata == b.metadata
-    for name in ("counts", "tokens", "sums", "quantile_means", "quantile_batches", "above_quantile", "encoder_tokens"):
+    for name in ("counts", "tokens", "sums", "quantile_means", "quantile_batches", "above_quantile",
+                 "threshold", "above_threshold", "encoder_tokens"):
         x, y = getattr(a, name), getattr(b, name)
         assert (x is None) == (y is None), name
         if x is not None:
@@ -126,7 +129,9 @@ def test_select_groups_reorders_every_tensor():
     sub = stats.select_groups(["zh", "en"])
     assert sub.groups == ["zh", "en"]
     assert sub.quantile == 0.9 and sub.metadata == stats.metadata
-    for name in ("counts", "tokens", "sums", "quantile_means", "quantile_batches", "above_quantile", "encoder_tokens"):
+    assert torch.equal(sub.threshold, stats.threshold)
+    for name in ("counts", "tokens", "sums", "quantile_means", "quantile_batches", "above_quantile",
+                 "above_threshold", "encoder_tokens"):
         full = getattr(stats, name)
         assert torch.equal(getattr(sub, name)[..., 0], full[..., 2]), name
         assert torch.equal(getattr(sub, name)[..., 1], full[..., 0]), name
@@ -238,8 +243,10 @@ def test_merge_same_groups_adds():
 def test_merge_appends_new_groups_and_weights_quantile_means():
     a = planted(groups=("en", "fr"), seed=3, full=True)
     b = planted(groups=("zh", "en"), seed=4, full=True)
+    b.threshold = a.threshold  # counts above the same thresholds add
     m = a.merge(b)
     assert m.groups == ["en", "fr", "zh"]
+    assert torch.equal(m.threshold, a.threshold)
     src = {  # group -> list of (stats, index) contributing
         "en": [(a, 0), (b, 1)],
         "fr": [(a, 1)],
@@ -247,7 +254,7 @@ def test_merge_appends_new_groups_and_weights_quantile_means():
     }
     for k, g in enumerate(m.groups):
         parts = src[g]
-        for name in ("counts", "tokens", "sums", "above_quantile", "quantile_batches"):
+        for name in ("counts", "tokens", "sums", "above_quantile", "above_threshold", "quantile_batches"):
             expected = sum(getattr(s, name)[..., i].numpy() for s, i in parts)
             np.testing.assert_allclose(getattr(m, name)[..., k].numpy(), expected, rtol=1e-15, err_msg=f"{g} {name}")
         # quantile means: average over batches, each side weighted by its batch count
@@ -290,6 +297,30 @@ def test_merge_mismatch_raises(other, words):
     base = planted(metadata={"model_name": "org/one"})
     with pytest.raises(ValueError, match=words):
         base.merge(other())
+
+
+def test_merge_different_thresholds_raises():
+    a, b = planted(full=True), planted(full=True, seed=1)
+    with pytest.raises(ValueError, match="same `threshold`"):
+        a.merge(b)
+
+
+def test_pooled_quantile_weights_every_batch_of_every_group():
+    q = torch.tensor([[[1.0, 4.0, 10.0]]], dtype=torch.float64)
+    stats = planted(layers=1, neurons=1, full=True, quantile_means=q, quantile_batches=torch.tensor([2, 1, 1]))
+    assert stats.pooled_quantile().tolist() == [[(1.0 * 2 + 4.0 + 10.0) / 4]]
+    with pytest.raises(ValueError, match="quantile="):
+        planted().pooled_quantile()
+
+
+def test_threshold_probabilities_and_their_absence():
+    stats = planted(full=True)
+    expected = stats.above_threshold.double() / stats.tokens.double()
+    assert torch.equal(stats.threshold_probabilities(), expected)
+    with pytest.raises(ValueError, match="threshold="):
+        planted().threshold_probabilities()
+    with pytest.raises(ValueError, match="go together"):
+        planted(threshold=torch.zeros(3, 7))
 
 
 def test_merge_different_quantiles_raises():

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--record-sums", action="store_true", help="also sum activations (for mean-value interventions)")
     rec.add_argument("--quantile", type=float, default=None,
                      help="also estimate this pre-activation quantile per batch (0.9 for Mondal et al.)")
+    rec.add_argument("--threshold-from", default=None, metavar="STATS",
+                     help="also count tokens above each neuron's quantile pooled over all groups of STATS "
+                          "(a first pass of this model recorded with --quantile); select with --above threshold")
     rec.add_argument("--checkpoint", default=None, help="directory for resumable progress")
     rec.add_argument("--checkpoint-every", type=int, default=100, help="batches between saves (default: 100)")
     rec.add_argument("--output", required=True, help="where to write the statistics (.safetensors)")
@@ -77,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="LAPE: assignment bar rank (default: 0.95)")
     sel.add_argument("--score", default="margin", choices=["margin", "contrast", "faithful"],
                      help="probability: score per group (default: margin)")
+    sel.add_argument("--above", default="zero", choices=["zero", "threshold"],
+                     help="probability: the event scored, pre-activation > 0 (fires) or > the threshold "
+                          "recorded with --threshold-from (default: zero)")
     sel.add_argument("--top-k", type=int, default=None, help="probability: neurons per group")
     sel.add_argument("--rate", type=float, default=0.00125,
                      help="probability: neurons per group as a share of all neurons (default: 0.00125)")
@@ -150,6 +156,7 @@ def _record(args: argparse.Namespace) -> None:
 
     from .corpora import load_corpus
     from .recording import record_activations
+    from .stats import ActivationStats
 
     state = PartialState(cpu=not torch.cuda.is_available())
     model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.dtype, device=state.device)
@@ -158,12 +165,18 @@ def _record(args: argparse.Namespace) -> None:
         if group in corpora:
             raise ValueError(f"Group `{group}` is given twice in --corpus.")
         corpora[group] = load_corpus(spec, text_column=args.text_column, split=args.split)
+    threshold = None
+    if args.threshold_from:
+        first_pass = ActivationStats.load(args.threshold_from)
+        threshold = first_pass.pooled_quantile()
     stats = record_activations(
         model, corpora, tokenizer=tokenizer, seq_len=args.seq_len, batch_size=args.batch_size,
-        max_tokens=args.max_tokens, record_sums=args.record_sums, quantile=args.quantile,
+        max_tokens=args.max_tokens, record_sums=args.record_sums, quantile=args.quantile, threshold=threshold,
         checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
     )
     stats.metadata["corpora"] = dict(args.corpus)
+    if threshold is not None:
+        stats.metadata["threshold"] = {"pooled_quantile": first_pass.quantile, "from": args.threshold_from}
     if state.is_main_process:
         stats.save(args.output)
         print(stats.summary())
@@ -181,7 +194,7 @@ def _select(args: argparse.Namespace) -> None:
     if args.method == "lape":
         neurons = select_lape(stats, args.top_rate, args.filter_rate, args.activation_bar_ratio)
     elif args.method == "probability":
-        neurons = select_by_probability(stats, score=args.score, top_k=args.top_k, rate=args.rate)
+        neurons = select_by_probability(stats, score=args.score, above=args.above, top_k=args.top_k, rate=args.rate)
     else:
         neurons = select_specialized(stats, args.k, encoder_k=args.encoder_k)
     _write(neurons, args.output)

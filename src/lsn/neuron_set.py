@@ -288,7 +288,7 @@ class NeuronSet:
             f"| {g} | {int(counts[k].sum())} | " + " | ".join(str(int(c)) for c in counts[k]) + " |"
             for k, g in enumerate(self.groups)
         ]
-        params = "\n".join(f"- `{k}`: `{v}`" for k, v in self.parameters.items()) or "- (none recorded)"
+        params = "\n".join(f"- `{k}`: `{v}`" for k, v in self.parameters.items() if v is not None) or "- (none recorded)"
         front = ["---", "library_name: lsn", "tags:", "- lsn", "- language-specific-neurons"]
         if base != "unknown":
             front.append(f"base_model: {base}")
@@ -298,7 +298,7 @@ class NeuronSet:
             f"# Neuron set for `{base}`",
             "",
             f"Selected with **{self.method or 'a custom method'}** by lsn {__version__}: "
-            f"{len(self)} groups over {self.num_layers} layers x {self.num_neurons} neurons.",
+            f"{len(self)} group{'s' if len(self) != 1 else ''} over {self.num_layers} layers x {self.num_neurons} neurons.",
             "",
             "## Parameters",
             "",

@@ -10,6 +10,7 @@ same arguments skips what is done.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -42,9 +43,12 @@ class _Accumulators:
     sums: list[torch.Tensor] | None
     quantile_sums: list[torch.Tensor] | None
     above_quantile: list[torch.Tensor] | None
+    above_threshold: list[torch.Tensor] | None
 
     @classmethod
-    def create(cls, sites: list[NeuronSite], groups: int, record_sums: bool, quantile: float | None) -> _Accumulators:
+    def create(
+        cls, sites: list[NeuronSite], groups: int, record_sums: bool, quantile: float | None, threshold: bool = False
+    ) -> _Accumulators:
         def zeros(dtype):
             return [
                 torch.zeros(groups, s.num_neurons, dtype=dtype, device=base_layer(s.input_modules[0]).weight.device)
@@ -56,6 +60,7 @@ class _Accumulators:
             sums=zeros(torch.float64) if record_sums else None,
             quantile_sums=zeros(torch.float64) if quantile is not None else None,
             above_quantile=zeros(torch.int64) if quantile is not None else None,
+            above_threshold=zeros(torch.int64) if threshold else None,
         )
 
     def named(self) -> dict[str, list[torch.Tensor]]:
@@ -80,9 +85,10 @@ class _Accumulators:
 class _Recorder:
     """The hook state: which group is being recorded and which positions are real tokens."""
 
-    def __init__(self, acc: _Accumulators, quantile: float | None):
+    def __init__(self, acc: _Accumulators, quantile: float | None, thresholds: list[torch.Tensor] | None = None):
         self.acc = acc
         self.quantile = quantile
+        self.thresholds = thresholds
         self.group = 0
         self.masks: dict[str, torch.Tensor] = {}
         self.padded: dict[str, bool] = {}
@@ -125,9 +131,16 @@ class _Recorder:
                 if padded:
                     values *= self._mask(site.side, act.device, values.dtype)[:, None]
                 self.acc.sums[site.index][self.group] += values.sum(0)
-        if self.quantile is not None:
+        if self.quantile is not None or self.thresholds is not None:
             mask = self._mask(site.side, act.device) if padded else None
-            self._quantile(site, pre.reshape(-1, pre.shape[-1]).float(), mask)
+            pre = pre.reshape(-1, pre.shape[-1])
+            if self.thresholds is not None:
+                above = pre > self.thresholds[site.index]
+                if mask is not None:
+                    above &= mask[:, None]
+                self.acc.above_threshold[site.index][self.group] += above.sum(0)
+            if self.quantile is not None:
+                self._quantile(site, pre.float(), mask)
 
     def _quantile(self, site: NeuronSite, pre: torch.Tensor, mask: torch.Tensor | None) -> None:
         n = self.real[site.side]
@@ -142,6 +155,13 @@ class _Recorder:
             above &= mask[:, None]
         self.acc.quantile_sums[site.index][self.group] += q
         self.acc.above_quantile[site.index][self.group] += above.sum(0)
+
+
+def _digest(tensor: torch.Tensor | None) -> str | None:
+    """A short fingerprint of a tensor's values, so a resumed run refuses other thresholds."""
+    if tensor is None:
+        return None
+    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _distributed() -> tuple[int, int]:
@@ -238,6 +258,7 @@ def record_activations(
     text_column: str = "text",
     record_sums: bool = False,
     quantile: float | None = None,
+    threshold: torch.Tensor | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = True,
@@ -255,6 +276,9 @@ def record_activations(
         record_sums: also sum each neuron's activation (for mean-value interventions).
         quantile: also estimate, per batch, this quantile of each neuron's pre-activation and
             count tokens above it (the score of Mondal et al. 2025; e.g. `0.9`).
+        threshold: a fixed pre-activation threshold per neuron, shape `(layers, neurons)`;
+            also count, per group, the tokens above it. With `first_pass.pooled_quantile()`
+            this is the percentile pooled over all groups (a two-pass selection).
         checkpoint: a directory; counters are saved there every `checkpoint_every` batches and
             a restart with the same arguments continues where the last save left off.
         progress: show a progress bar (tokens/s) per group on the main process.
@@ -270,6 +294,14 @@ def record_activations(
         raise ValueError(f"`seq_len` and `batch_size` must be positive, got {seq_len} and {batch_size}.")
     sites = find_neuron_sites(model)
     shape = model_shape(model)
+    if threshold is not None:
+        expected = (shape["num_layers"], shape["num_neurons"])
+        if tuple(threshold.shape) != expected:
+            raise ValueError(
+                f"`threshold` has shape {tuple(threshold.shape)} but the model has {expected[0]} layers x "
+                f"{expected[1]} neurons: compute it from statistics of this model."
+            )
+        threshold = threshold.detach().float().cpu()
     config = getattr(unwrap_model(model), "config", None)
     encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
     groups = list(corpora)
@@ -277,7 +309,7 @@ def record_activations(
     rank, world_size = _distributed()
     device = first_device(model)
 
-    acc = _Accumulators.create(sites, len(groups), record_sums, quantile)
+    acc = _Accumulators.create(sites, len(groups), record_sums, quantile, threshold is not None)
     sides = ("encoder", "decoder") if encoder_decoder else ("decoder",)
     tokens = {side: torch.zeros(len(groups), dtype=torch.int64) for side in sides}
     metadata = {
@@ -290,13 +322,17 @@ def record_activations(
     }
     fingerprint = {
         k: metadata[k] for k in ("num_layers", "num_neurons", "model_name", "seq_len", "batch_size", "max_tokens", "corpora")
-    } | {"groups": groups, "world_size": world_size, "record_sums": record_sums, "quantile": quantile}
+    } | {"groups": groups, "world_size": world_size, "record_sums": record_sums, "quantile": quantile,
+         "threshold": _digest(threshold)}
     ckpt = _Checkpoint(checkpoint, rank, world_size, fingerprint) if checkpoint is not None else None
     done = {g: {"batches": 0, "done": False} for g in groups}
     if ckpt is not None:
         done = ckpt.load(acc, tokens) or done
 
-    recorder = _Recorder(acc, quantile)
+    thresholds = None
+    if threshold is not None:
+        thresholds = [threshold[s.index].to(base_layer(s.input_modules[0]).weight.device) for s in sites]
+    recorder = _Recorder(acc, quantile, thresholds)
     forward = _forward_fn(model)
     was_training = model.training
     model.eval()
@@ -353,6 +389,8 @@ def record_activations(
         quantile_means=quantile_means,
         quantile_batches=batches if quantile is not None else None,
         above_quantile=stacked.get("above_quantile"),
+        threshold=threshold,
+        above_threshold=stacked.get("above_threshold"),
         encoder_tokens=tokens.get("encoder"),
         metadata=metadata | {"world_size": world_size, "record_sums": record_sums},
     )

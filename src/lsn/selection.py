@@ -105,13 +105,16 @@ def select_by_probability(
     stats: ActivationStats,
     *,
     score: Literal["margin", "contrast", "faithful"] = "margin",
+    above: Literal["zero", "threshold"] = "zero",
     top_k: int | None = None,
     rate: float = 0.00125,
     min_score: float = 0.0,
 ) -> NeuronSet:
     """Activation-probability thresholding: a score per neuron and group, a fixed budget per group.
 
-    Scores (`p[k]` is the probability that the neuron fires on group k):
+    Scores (`p[k]` is the probability that the neuron's pre-activation exceeds a threshold on
+    group k: 0 with `above="zero"`, i.e. it fires, as LAPE; the per-neuron threshold given to
+    `record_activations` with `above="threshold"`, e.g. the percentile pooled over all groups):
     - `"margin"` (default, pooled): `p[k] - max_{j != k} p[j]`; high when the neuron fires
       on group k and on no other group.
     - `"contrast"` (pooled): `p[k] - mean_{j != k} p[j]`.
@@ -130,12 +133,19 @@ def select_by_probability(
     if score == "faithful":
         if stats.above_quantile is None:
             raise ValueError("`score='faithful'` needs quantile estimates: record with `quantile=0.9`.")
+        if above != "zero":
+            raise ValueError("`score='faithful'` compares each group with its own percentile; leave `above='zero'`.")
         scores = stats.above_quantile.double() / stats.token_counts()[:, None, :].double()
         floor = -torch.inf
     elif score in ("margin", "contrast"):
         if K < 2:
             raise ValueError(f"`score={score!r}` compares groups; these statistics hold only {stats.groups}.")
-        p = stats.probabilities()
+        if above == "zero":
+            p = stats.probabilities()
+        elif above == "threshold":
+            p = stats.threshold_probabilities()
+        else:
+            raise ValueError(f"Unknown `above={above!r}`; choose 'zero' or 'threshold'.")
         others = p.unsqueeze(-1).expand(*p.shape, K).clone()  # [..., group k, other j]
         eye = torch.eye(K, dtype=torch.bool)
         if score == "margin":
@@ -152,8 +162,15 @@ def select_by_probability(
     for k, g in enumerate(stats.groups):
         order = torch.sort(flat[:, k], descending=True, stable=True).indices[:budget]
         chosen[g] = order[flat[order, k] > floor]
-    parameters = {"score": score, "top_k": budget, "min_score": min_score if score != "faithful" else None,
-                  "quantile": stats.quantile if score == "faithful" else None}
+    faithful = score == "faithful"
+    parameters = {
+        "score": score,
+        "above": None if faithful else above,
+        "top_k": budget,
+        "min_score": None if faithful else min_score,
+        "quantile": stats.quantile if faithful else None,
+        "threshold": stats.metadata.get("threshold") if above == "threshold" else None,
+    }
     return _to_neuron_set(stats, chosen, "activation_probability", parameters)
 
 

@@ -2,8 +2,9 @@
 
 Per group k (a language, or a task such as `en-de`) over `tokens[k]` real tokens:
 `counts[l, j, k]` tokens on which neuron j of layer l fired (activation > 0); optionally the
-sum of its activations, and per-batch quantile estimates of its pre-activation (the
-percentile method of Mondal et al.). Saved as one safetensors file whose header carries the
+sum of its activations, per-batch quantile estimates of its pre-activation (the
+percentile method of Mondal et al.), and counts of tokens above a fixed per-neuron threshold
+(e.g. a percentile pooled over all groups, from a first pass). Saved as one safetensors file whose header carries the
 JSON metadata, so nothing is ever unpickled.
 """
 
@@ -24,7 +25,7 @@ __all__ = ["ActivationStats", "atomic_save_file"]
 
 _FORMAT = "lsn.ActivationStats"
 _FORMAT_VERSION = 1
-_OPTIONAL = ("sums", "quantile_means", "quantile_batches", "above_quantile", "encoder_tokens")
+_OPTIONAL = ("sums", "quantile_means", "quantile_batches", "above_quantile", "above_threshold", "encoder_tokens")
 
 
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
@@ -52,6 +53,10 @@ class ActivationStats:
         quantile_batches (`torch.LongTensor`, *optional*): batches averaged, per group.
         above_quantile (`torch.LongTensor`, *optional*): tokens whose pre-activation exceeded
             its batch's `q`-quantile, like `counts`.
+        threshold (`torch.FloatTensor` of shape `(layers, neurons)`, *optional*): a fixed
+            pre-activation threshold per neuron, given to `record_activations`.
+        above_threshold (`torch.LongTensor`, *optional*): tokens whose pre-activation exceeded
+            `threshold`, like `counts`.
         encoder_tokens (`torch.LongTensor`, *optional*): real encoder tokens per group
             (encoder-decoder models only).
         metadata (`dict`): model name and revision, layer sites, `seq_len`, corpora, lsn version.
@@ -65,6 +70,8 @@ class ActivationStats:
     quantile_means: torch.Tensor | None = None
     quantile_batches: torch.Tensor | None = None
     above_quantile: torch.Tensor | None = None
+    threshold: torch.Tensor | None = None
+    above_threshold: torch.Tensor | None = None
     encoder_tokens: torch.Tensor | None = None
     metadata: dict = field(default_factory=dict)
 
@@ -79,10 +86,14 @@ class ActivationStats:
             raise ValueError(
                 f"{k} groups but `counts` has shape {tuple(self.counts.shape)} and `tokens` {tuple(self.tokens.shape)}."
             )
-        for name in ("sums", "quantile_means", "above_quantile"):
+        for name in ("sums", "quantile_means", "above_quantile", "above_threshold"):
             value = getattr(self, name)
             if value is not None and value.shape != self.counts.shape:
                 raise ValueError(f"`{name}` has shape {tuple(value.shape)}, expected {tuple(self.counts.shape)}.")
+        if (self.threshold is None) != (self.above_threshold is None):
+            raise ValueError("`threshold` and `above_threshold` go together: give both or neither.")
+        if self.threshold is not None and self.threshold.shape != self.counts.shape[:2]:
+            raise ValueError(f"`threshold` has shape {tuple(self.threshold.shape)}, expected {tuple(self.counts.shape[:2])}.")
         empty = [g for g, n in zip(self.groups, self.token_counts().amin(0).tolist()) if n == 0]
         if empty:
             raise ValueError(
@@ -129,6 +140,26 @@ class ActivationStats:
             raise ValueError("These statistics hold no activation sums; record with `record_sums=True`.")
         return self.sums / self.token_counts()[:, None, :].double()
 
+    def threshold_probabilities(self) -> torch.Tensor:
+        """Probability that the pre-activation exceeds the recorded per-neuron `threshold`."""
+        if self.above_threshold is None:
+            raise ValueError(
+                "These statistics hold no threshold counts; record with `threshold=` "
+                "(e.g. `first_pass.pooled_quantile()`)."
+            )
+        return self.above_threshold.double() / self.token_counts()[:, None, :].double()
+
+    def pooled_quantile(self) -> torch.Tensor:
+        """Each neuron's `quantile` of the pre-activation pooled over all groups, shape `(layers, neurons)`.
+
+        The per-batch estimates averaged over every batch of every group (Mondal et al.'s
+        estimator, without splitting by language): the threshold for a second recording pass.
+        """
+        if self.quantile_means is None:
+            raise ValueError("These statistics hold no quantile estimates; record with `quantile=` (e.g. 0.9).")
+        weights = self.quantile_batches.double()
+        return ((self.quantile_means * weights).sum(-1) / weights.sum().clamp_min(1)).float()
+
     def select_groups(self, groups: list[str]) -> ActivationStats:
         """The statistics of some groups only, in the given order."""
         idx = torch.tensor([self.group_index(g) for g in groups], dtype=torch.long)
@@ -137,7 +168,8 @@ class ActivationStats:
             for name in ("counts", "tokens", *_OPTIONAL)
             for t in [getattr(self, name)]
         }
-        return ActivationStats(groups=list(groups), quantile=self.quantile, metadata=dict(self.metadata), **kwargs)
+        return ActivationStats(groups=list(groups), quantile=self.quantile, threshold=self.threshold,
+                               metadata=dict(self.metadata), **kwargs)
 
     # ------------------------------------------------------------------ merge
     def merge(self, other: ActivationStats) -> ActivationStats:
@@ -155,6 +187,8 @@ class ActivationStats:
                 raise ValueError(f"Cannot merge: only one of the two statistics holds `{name}`.")
         if self.quantile != other.quantile:
             raise ValueError(f"Cannot merge quantile {self.quantile} estimates with quantile {other.quantile}.")
+        if self.threshold is not None and not torch.equal(self.threshold, other.threshold):
+            raise ValueError("Cannot merge counts above different thresholds: record both with the same `threshold`.")
 
         groups = self.groups + [g for g in other.groups if g not in self.groups]
         merged = {}
@@ -177,7 +211,7 @@ class ActivationStats:
         corpora = {**other.metadata.get("corpora", {}), **self.metadata.get("corpora", {})}
         if corpora:
             metadata["corpora"] = corpora
-        return ActivationStats(groups=groups, quantile=self.quantile, metadata=metadata, **merged)
+        return ActivationStats(groups=groups, quantile=self.quantile, threshold=self.threshold, metadata=metadata, **merged)
 
     def _padded(self, tensor: torch.Tensor, groups: list[str]) -> torch.Tensor:
         out = torch.zeros(*tensor.shape[:-1], len(groups), dtype=tensor.dtype)
@@ -188,7 +222,8 @@ class ActivationStats:
     # ------------------------------------------------------------------ files
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """The tensors and string metadata written to disk."""
-        tensors = {name: getattr(self, name) for name in ("counts", "tokens", *_OPTIONAL) if getattr(self, name) is not None}
+        names = ("counts", "tokens", *_OPTIONAL, "threshold")
+        tensors = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         header = {
             "format": _FORMAT,
             "format_version": str(_FORMAT_VERSION),
@@ -218,7 +253,7 @@ class ActivationStats:
                 groups=json.loads(header["groups"]),
                 quantile=json.loads(header.get("quantile", "null")),
                 metadata=json.loads(header.get("metadata", "{}")),
-                **{name: tensors.get(name) for name in ("counts", "tokens", *_OPTIONAL)},
+                **{name: tensors.get(name) for name in ("counts", "tokens", *_OPTIONAL, "threshold")},
             )
         except (KeyError, TypeError, json.JSONDecodeError) as err:
             raise ValueError(f"File{where} is a damaged lsn ActivationStats file ({err!r}).") from err

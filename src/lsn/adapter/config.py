@@ -203,7 +203,7 @@ def card_section(config: NeuronConfig, lora_rank: int | None = None) -> str:
     training = (f"LoRA factors of rank {config.r} (lora_alpha {config.lora_alpha})" if config.mode == "lora"
                 else "a dense delta (full mode)")
     targets = ", ".join(f"`{m}`" for m in config.target_modules) if config.target_modules else "every FFN matrix"
-    params = "\n".join(f"- `{k}`: `{v}`" for k, v in config.neuron_parameters.items()) or "- (none recorded)"
+    params = "\n".join(f"- `{k}`: `{v}`" for k, v in config.neuron_parameters.items() if v is not None) or "- (none recorded)"
     shape = f"{config.num_layers} layers x {config.num_neurons} neurons" if config.num_neurons else "unknown shape"
     exported = [] if lora_rank is None else [
         "",
