@@ -233,3 +233,112 @@ def test_tiny_recipe_identify_train_evaluate(tmp_path):
     assert set(results) == {"baseline", "specialized"}
     assert set(results["specialized"]["directions"]) == {"en-de", "de-en"}
     assert "| **en->x** |" in (tmp_path / "results.md").read_text()
+
+
+def nllb_tokenizer(tmp_path, seq2seq_tokenizer):
+    """A real `NllbTokenizerFast` (FLORES-200 language codes) over the world's own BPE."""
+    from transformers import NllbTokenizerFast
+
+    path = tmp_path / "tokenizer.json"
+    seq2seq_tokenizer.backend_tokenizer.save(str(path))
+    tok = NllbTokenizerFast(tokenizer_file=str(path), src_lang="eng_Latn", tgt_lang="deu_Latn")
+    return tok, lambda lang: tok.convert_tokens_to_ids(TranslationFormat("codes").language_code(tok, lang))
+
+
+def m2m100_tokenizer(tmp_path, seq2seq_tokenizer):
+    """A real `M2M100Tokenizer` (`__de__` codes) over a sentencepiece model of the world's text."""
+    import io
+    import json
+
+    import sentencepiece as spm
+    from transformers import M2M100Tokenizer
+
+    texts = [r[lang] for r in parallel_corpus(200, seed=0) for lang in LANGUAGES]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, vocab_size=400,
+                                   character_coverage=1.0, model_type="bpe", bos_id=-1, eos_id=-1, pad_id=-1,
+                                   minloglevel=2)
+    (tmp_path / "spm.model").write_bytes(model.getvalue())
+    pieces = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for i in range(pieces.get_piece_size()):
+        vocab.setdefault(pieces.id_to_piece(i), len(vocab))
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    tok = M2M100Tokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "spm.model"), src_lang="en", tgt_lang="de")
+    return tok, tok.get_lang_id
+
+
+@pytest.mark.parametrize("make_tokenizer", [nllb_tokenizer, m2m100_tokenizer], ids=["nllb", "m2m100"])
+def test_codes_style_uses_the_tokenizers_language_codes(make_tokenizer, tmp_path, world_pairs, seq2seq_tokenizer):
+    tok, lang_id = make_tokenizer(tmp_path, seq2seq_tokenizer)
+    fmt = TranslationFormat("codes")
+    code = {lang: lang_id(lang) for lang in ("en", "de", "zh")}
+    assert len(set(code.values())) == 3 and tok.unk_token_id not in code.values()
+    eos = tok.eos_token_id
+    for direction in DIRECTIONS:
+        src, tgt = direction.split("-")
+        pairs = world_pairs[direction][:3]
+        for (source, target), f in zip(pairs, fmt.encode(tok, direction, pairs)):
+            assert f["input_ids"] == [code[src], *tok(source, add_special_tokens=False)["input_ids"], eos]
+            assert f["labels"] == [code[tgt], *tok(target, add_special_tokens=False)["input_ids"], eos]
+            assert f["attention_mask"] == [1] * len(f["input_ids"])
+
+    vocab = max(len(tok), *code.values()) + 1
+    model = make_tiny_model("m2m100", vocab_size=vocab, max_position_embeddings=256)
+    sources = [p[0] for p in world_pairs["en-zh"][:2]]
+    inputs, extra = fmt.generation_inputs(tok, "en-zh", sources)
+    assert extra == {"forced_bos_token_id": code["zh"]}
+    assert inputs["input_ids"][:, 0].tolist() == [code["en"]] * 2
+    generated = model.generate(**inputs, **extra, max_new_tokens=4, num_beams=2)
+    assert generated[:, 1].tolist() == [code["zh"]] * 2  # after decoder_start: the target's code
+    hypotheses = fmt.decode(tok, generated, inputs)
+    assert len(hypotheses) == 2 and all(tok.convert_ids_to_tokens(code["zh"]) not in h for h in hypotheses)
+
+    pairs = {d: world_pairs[d][:6] for d in DIRECTIONS}
+    stats, _ = identify(model, tok, fmt, pairs, k=0.9, batch_size=3, progress=False)
+    batches = {d: direction_batches(tok, fmt, d, p, 3, model=model) for d, p in pairs.items()}
+    counts, tokens, *_ = reference_stats(model, batches)
+    assert torch.equal(stats.counts, counts) and torch.equal(stats.tokens, tokens)
+
+
+def test_unknown_language_codes_are_clear_errors(tmp_path, world_pairs, seq2seq_tokenizer):
+    tok, _ = nllb_tokenizer(tmp_path, seq2seq_tokenizer)
+    pairs = world_pairs["en-de"][:1]
+    with pytest.raises(ValueError, match=r"No language code for `xx`; pass `codes="):
+        TranslationFormat("codes").encode(tok, "en-xx", pairs)
+    with pytest.raises(ValueError, match=r"NllbTokenizer(Fast)? has no language code `cmn_Hans` for `zh`"):
+        TranslationFormat("codes", codes={"zh": "cmn_Hans"}).generation_inputs(tok, "en-zh", ["x"])  # FLORES+, not NLLB
+
+
+def test_nllb_recipe_runs_offline_on_a_tiny_seq2seq_model(tmp_path, world_pairs, seq2seq_tokenizer):
+    """The NLLB recipe itself (codes style, local files, resource groups), on a tiny M2M100 + NLLB tokenizer."""
+    import json
+    from pathlib import Path
+
+    from lsn import translate
+
+    tok, _ = nllb_tokenizer(tmp_path, seq2seq_tokenizer)
+    model_dir = tmp_path / "tiny-nllb"
+    make_tiny_model("m2m100", vocab_size=len(tok), max_position_embeddings=256).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for direction, pairs in world_pairs.items():
+        for split, rows in (("train", pairs[:16]), ("validation", pairs[16:20]), ("test", pairs[20:23])):
+            with open(data_dir / f"{split}.{direction}.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"source": s, "target": t}, ensure_ascii=False) + "\n" for s, t in rows)
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes/nllb-200-distilled-600m/mt/config_specialized.yaml"
+    out = tmp_path / "run"
+    translate.main(["all", str(recipe), "--model_name_or_path", str(model_dir), "--dtype", "float32",
+                    "--data_dir", str(data_dir), "--directions", *DIRECTIONS, "--output_dir", str(out),
+                    "--max_steps", "2", "--warmup_steps", "0", "--bf16", "false", "--use_cpu", "true",
+                    "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+                    "--identify_batch_size", "4", "--num_beams", "2", "--max_new_tokens", "6",
+                    "--resource_groups", '{"high": ["de", "zh"]}'])
+    neurons = lsn.NeuronSet.load(out / "neurons")
+    assert neurons.groups == DIRECTIONS and neurons.num_layers == 4  # encoder and decoder layers
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["specialized"]["directions"]) == set(DIRECTIONS)
+    table = (out / "results.md").read_text()
+    assert "| **high** |" in table and "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp" in table

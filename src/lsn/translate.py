@@ -14,6 +14,7 @@ evaluate: beam search on the test pairs, BLEU and chrF++ per direction, with the
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ class ModelArguments:
     revision: str | None = field(default=None, metadata={"help": "Model revision."})
     dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16, float16."})
     style: str = field(default="codes", metadata={"help": "Input format: codes (NLLB/M2M100), tag (<2xx> token), prompt (decoder LLMs)."})
+    language_codes: str | None = field(default=None, metadata={"help": 'JSON {"zh": "zho_Hant", ...}: tokenizer codes overriding the defaults (style codes).'})
+
+    def format(self, max_length: int) -> TranslationFormat:
+        codes = json.loads(self.language_codes) if self.language_codes else {}
+        return TranslationFormat(self.style, codes=codes, max_length=max_length)
 
 
 @dataclass
@@ -118,7 +124,7 @@ def neuron_path(spec: SpecializationArguments, training: Seq2SeqTrainingArgument
 # ---------------------------------------------------------------- stages
 def run_identify(model_args, data, spec, training) -> NeuronSet:
     model, tokenizer = load(model_args)
-    fmt = TranslationFormat(model_args.style, max_length=data.max_length)
+    fmt = model_args.format(data.max_length)
     k = direction_k(data.directions, spec.k, pivot=spec.pivot, k_to_pivot=spec.k_to_pivot)
     stats, neurons = identify(model, tokenizer, fmt, load_pairs(data, "validation"), k=k, encoder_k=spec.encoder_k,
                               batch_size=spec.identify_batch_size)
@@ -133,7 +139,7 @@ def run_identify(model_args, data, spec, training) -> NeuronSet:
 
 def run_train(model_args, data, spec, training) -> None:
     model, tokenizer = load(model_args)
-    fmt = TranslationFormat(model_args.style, max_length=data.max_length)
+    fmt = model_args.format(data.max_length)
     masks = TaskMasks(NeuronSet.load(neuron_path(spec, training))) if spec.specialize else None
     encoder_decoder = bool(model.config.is_encoder_decoder)
     train_set = build_dataset(tokenizer, fmt, load_pairs(data, "train"), data.directions)
@@ -151,7 +157,7 @@ def run_train(model_args, data, spec, training) -> None:
 def run_evaluate(model_args, data, spec, training) -> str:
     import json
 
-    fmt = TranslationFormat(model_args.style, max_length=data.max_length)
+    fmt = model_args.format(data.max_length)
     pairs = load_pairs(data, "test")
     kwargs = dict(num_beams=spec.num_beams, batch_size=training.per_device_eval_batch_size, max_new_tokens=spec.max_new_tokens)
     results = {}

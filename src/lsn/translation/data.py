@@ -22,6 +22,7 @@ from transformers import DataCollatorForSeq2Seq
 
 __all__ = [
     "FLORES_CODES",
+    "NLLB_CODES",
     "TASK_KEY",
     "TaskCollator",
     "TranslationFormat",
@@ -38,6 +39,9 @@ FLORES_CODES = {
     "ja": "jpn_Jpan", "ko": "kor_Hang", "vi": "vie_Latn", "id": "ind_Latn", "tr": "tur_Latn", "fa": "pes_Arab",
     "sw": "swh_Latn", "ur": "urd_Arab", "ta": "tam_Taml", "th": "tha_Thai", "el": "ell_Grek",
 }
+
+# NLLB's language codes are FLORES-200's; FLORES+ renamed a few (Chinese: cmn_Hans), so they differ there.
+NLLB_CODES = FLORES_CODES | {"zh": "zho_Hans"}
 
 LANGUAGE_NAMES = {
     "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese",
@@ -118,8 +122,9 @@ class TranslationFormat:
     Args:
         style (`str`): `"codes"` (NLLB/M2M100 tokenizers), `"tag"` (a `<2xx>` tag token starts the
             source) or `"prompt"` (decoder LLMs).
-        codes (`dict`, *optional*): language -> tokenizer code for `"codes"` (e.g. `{"de": "deu_Latn"}`);
-            by default the FLORES codes (right for NLLB).
+        codes (`dict`, *optional*): language -> tokenizer code for `"codes"` (e.g. `{"de": "deu_Latn"}`).
+            By default M2M100 tokenizers take the ISO code itself (`"de"`) and others NLLB's
+            (`"deu_Latn"`, `"zho_Hans"`); a code the tokenizer does not know is an error.
         max_length (`int`, *optional*, defaults to 128): truncation length of each side.
     """
 
@@ -130,7 +135,27 @@ class TranslationFormat:
     def __post_init__(self) -> None:
         if self.style not in ("codes", "tag", "prompt"):
             raise ValueError(f"`style` must be 'codes', 'tag' or 'prompt', got {self.style!r}.")
-        self.codes = {**FLORES_CODES, **self.codes} if self.style == "codes" else dict(self.codes)
+        self.codes = dict(self.codes)
+
+    def language_code(self, tokenizer, lang: str) -> str:
+        """The tokenizer's code for `lang` (`"codes"` style), checked against its vocabulary."""
+        m2m100 = hasattr(tokenizer, "get_lang_token")  # M2M100: src_lang="de", token "__de__"
+        code = self.codes.get(lang) or (lang if m2m100 else NLLB_CODES.get(lang))
+        if code is None:
+            raise ValueError(f"No language code for `{lang}`; pass `codes={{'{lang}': ...}}` to TranslationFormat.")
+        token = tokenizer.get_lang_token(code) if m2m100 else code
+        if tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
+            raise ValueError(
+                f"{type(tokenizer).__name__} has no language code `{token}` for `{lang}`; pass the right one "
+                f"with `codes={{'{lang}': ...}}` to TranslationFormat."
+            )
+        return code
+
+    def _forced_bos(self, tokenizer, lang: str) -> int:
+        code = self.language_code(tokenizer, lang)
+        if hasattr(tokenizer, "get_lang_id"):
+            return tokenizer.get_lang_id(code)
+        return tokenizer.convert_tokens_to_ids(code)
 
     @staticmethod
     def tag(lang: str) -> str:
@@ -156,7 +181,8 @@ class TranslationFormat:
                                  "labels": [-100] * len(prompt) + answer})
             return features
         if self.style == "codes":
-            tokenizer.src_lang, tokenizer.tgt_lang = self.codes[src], self.codes[tgt]
+            tokenizer.src_lang = self.language_code(tokenizer, src)
+            tokenizer.tgt_lang = self.language_code(tokenizer, tgt)
             enc = tokenizer(sources, text_target=targets, truncation=True, max_length=self.max_length)
         else:
             enc = tokenizer([f"{self.tag(tgt)} {s}" for s in sources], text_target=targets, truncation=True,
@@ -176,9 +202,9 @@ class TranslationFormat:
                 tokenizer.padding_side = side
             return dict(enc), {}
         if self.style == "codes":
-            tokenizer.src_lang = self.codes[src]
+            tokenizer.src_lang = self.language_code(tokenizer, src)
             enc = tokenizer(list(sources), return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
-            return dict(enc), {"forced_bos_token_id": tokenizer.convert_tokens_to_ids(self.codes[tgt])}
+            return dict(enc), {"forced_bos_token_id": self._forced_bos(tokenizer, tgt)}
         enc = tokenizer([f"{self.tag(tgt)} {s}" for s in sources], return_tensors="pt", padding=True, truncation=True,
                         max_length=self.max_length)
         return dict(enc), {}
@@ -189,7 +215,11 @@ class TranslationFormat:
             generated = generated[:, inputs["input_ids"].shape[1]:]
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
             return [t.strip().split("\n")[0].strip() for t in texts]
-        return [t.strip() for t in tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        rows = generated.tolist()
+        codes = set(getattr(tokenizer, "lang_token_to_id", {}).values())  # M2M100's are not special tokens
+        if self.style == "codes" and codes:
+            rows = [[t for t in row if t not in codes] for row in rows]
+        return [t.strip() for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
 
 
 class TaskCollator:
