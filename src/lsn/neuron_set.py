@@ -9,8 +9,8 @@ Hugging Face conventions, with a generated model card.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +19,8 @@ import torch
 from . import __version__
 from .hub import upload_saved
 from .models import model_shape
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["NeuronSet", "NEURONS_FILE"]
 
@@ -180,8 +182,8 @@ class NeuronSet:
                 "Select neurons on this model (`lsn record` + `lsn select`) or load the matching model."
             )
         mine, theirs = self.model.get("model_name"), shape["model_name"]
-        if mine and theirs and mine != theirs:
-            warnings.warn(f"Neuron set selected on `{mine}` is used with `{theirs}` (same shape).", stacklevel=2)
+        if mine and theirs and mine != theirs:  # a fine-tune or a local copy: expected, so only logged
+            logger.info("Neuron set selected on `%s` is used with `%s` (same shape).", mine, theirs)
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:

@@ -155,8 +155,6 @@ def run_train(model_args, data, spec, training) -> None:
 
 
 def run_evaluate(model_args, data, spec, training) -> str:
-    import json
-
     fmt = model_args.format(data.max_length)
     pairs = load_pairs(data, "test")
     kwargs = dict(num_beams=spec.num_beams, batch_size=training.per_device_eval_batch_size, max_new_tokens=spec.max_new_tokens)
