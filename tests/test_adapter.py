@@ -465,3 +465,63 @@ def test_registration_is_idempotent():
     assert PEFT_TYPE_TO_TUNER_MAPPING["LSN"] is lsn.adapter.NeuronModel
     assert PEFT_TYPE_TO_PREFIX_MAPPING["LSN"] == "lsn_" == lsn.adapter.LsnPeftType.LSN.value.lower() + "_"
     assert lsn.NeuronConfig is NeuronConfig and lsn.to_lora is to_lora
+
+
+# ---------------------------------------------------------------- real bitsandbytes bases (CPU backend)
+
+
+def _bnb_model(tmp_path, bits):
+    """A tiny Llama (widths a multiple of bitsandbytes' 64-value blocks) loaded in 4-bit NF4 or 8-bit."""
+    path = tmp_path / "base"
+    if not path.exists():
+        make_tiny_model("llama", hidden_size=64, intermediate_size=128).save_pretrained(path)
+    quantization = (transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                    bnb_4bit_compute_dtype=torch.float32)
+                    if bits == 4 else transformers.BitsAndBytesConfig(load_in_8bit=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization,
+                                                                 device_map="cpu", dtype=torch.float32)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_bitsandbytes_base_layers_add_exactly_the_delta(tmp_path, bits):
+    bnb = pytest.importorskip("bitsandbytes")
+    quantized = bnb.nn.Linear4bit if bits == 4 else bnb.nn.Linear8bitLt
+    model = peft.get_peft_model(_bnb_model(tmp_path, bits), NeuronConfig(neurons={0: [1, 5, 100], 1: [127]}, r=4))
+    _randomize(model)
+    # Saved before any forward: bitsandbytes' CPU backend repacks 4-bit weights at the first inference
+    # forward, and a state_dict() taken after that changes the base's outputs (upstream bug).
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded = peft.PeftModel.from_pretrained(_bnb_model(tmp_path, bits), tmp_path / "adapter")
+    layers = _layers(model)
+    assert len(layers) == 6 and all(isinstance(layer.get_base_layer(), quantized) for layer in layers.values())
+    assert all(layer.lsn_quantized and (layer.in_features, layer.out_features) in {(64, 128), (128, 64)}
+               for layer in layers.values())
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for path, layer in layers.items():
+            x = torch.randn(2, 3, layer.in_features, generator=g)
+            expected = layer.get_base_layer()(x) + x @ _dense_delta(layer, "default").T
+            torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5, msg=path)
+        batch = _inputs("llama")
+        torch.testing.assert_close(_logits(reloaded, batch), _logits(model, batch), atol=0, rtol=0)
+
+    _logits(model, batch).sum().backward()
+    trained = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert trained and all(".lsn_" in n for n in trained)
+    with pytest.raises(TypeError, match="quantized base layer"):
+        model.merge_and_unload()
+
+
+def test_recording_on_a_4bit_base_equals_an_independent_count(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from conftest import padded_batches
+    from test_recording import reference_stats
+
+    model = _bnb_model(tmp_path, 4)
+    corpora = {"en": padded_batches(2, seed=1), "zh": padded_batches(1, seed=2)}
+    stats = lsn.record_activations(model, corpora, progress=False)
+    counts, tokens, *_ = reference_stats(model, corpora)
+    assert stats.num_neurons == 128  # the packed 4-bit weight's shape is not the matrix's
+    assert torch.equal(stats.counts, counts) and torch.equal(stats.tokens, tokens)

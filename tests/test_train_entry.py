@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import peft
 import pytest
 import torch
+import transformers
 from conftest import make_tiny_model
 
 import lsn
@@ -111,3 +113,29 @@ def test_tiny_recipes_run_offline(tmp_path, monkeypatch, task):
                                                      "--eval_languages", "en", "hi"]))
     assert set(results) == {"en", "hi"}
     assert lsn.NeuronSet.load(tmp_path / "run" / "neurons").groups == ["en"]
+
+
+def test_neuron_lora_on_a_4bit_base(setup, tiny_tokenizer):
+    """`load_in_4bit` (QLoRA-style, as the paper trains Llama-3.1-8B) on bitsandbytes' CPU backend."""
+    bnb = pytest.importorskip("bitsandbytes")
+    root = setup[0]
+    model_dir = root / "model-64"  # bitsandbytes quantizes in blocks of 64 values
+    make_tiny_model("llama", vocab_size=len(tiny_tokenizer), max_position_embeddings=512, hidden_size=64,
+                    intermediate_size=128).save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+    neurons = lsn.NeuronSet({"en": [[1, 2, 100], [4, 127]]}, num_layers=2, num_neurons=128, method="test")
+    neurons.save_pretrained(root / "neurons-128")
+    results = run((root, model_dir, setup[2]), "xnli-4bit", "--condition", "neuron-lora", "--neuron_groups", "en",
+                  "--neurons", str(root / "neurons-128"), "--load_in_4bit", "true", "--train_fraction", "1.0")
+    assert set(results) == {"en", "zh", "ar"} and all(0 <= r["accuracy"] <= 1 for r in results.values())
+    out = root / "xnli-4bit"
+    assert json.loads((out / "lsn_run.json").read_text())["model"]["load_in_4bit"] is True
+
+    quantization = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=3, quantization_config=quantization, device_map="cpu")
+    model = peft.PeftModel.from_pretrained(base, out)
+    gate = model.base_model.model.model.layers[0].mlp.gate_proj
+    assert isinstance(gate.get_base_layer(), bnb.nn.Linear4bit)
+    assert gate.lsn_indices["default"].tolist() == [1, 2, 100]
+    assert gate.lsn_B["default"].abs().sum() > 0  # trained

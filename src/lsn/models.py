@@ -22,6 +22,7 @@ __all__ = [
     "find_neuron_sites",
     "first_device",
     "is_conv1d",
+    "linear_features",
     "model_shape",
     "register_mlp_family",
     "registered_families",
@@ -98,9 +99,16 @@ def is_conv1d(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D"
 
 
-def _out_features(module: nn.Module) -> int:
+def linear_features(module: nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of a Linear, a Conv1D or a quantized linear (whose packed
+    weight, e.g. bitsandbytes 4-bit, does not have the matrix's shape)."""
     module = base_layer(module)
-    return module.weight.shape[1] if is_conv1d(module) else module.weight.shape[0]
+    if is_conv1d(module):
+        return tuple(module.weight.shape)
+    if hasattr(module, "in_features") and hasattr(module, "out_features"):
+        return module.in_features, module.out_features
+    out_features, in_features = module.weight.shape
+    return in_features, out_features
 
 
 @dataclass
@@ -131,7 +139,7 @@ class NeuronSite:
 
     @property
     def num_neurons(self) -> int:
-        return _out_features(self.input_modules[0]) // self.family.fused_inputs
+        return linear_features(self.input_modules[0])[1] // self.family.fused_inputs
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -21,10 +21,10 @@ from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from peft.utils import resolve_quantization_backend
 from torch import nn
 
-from ..models import is_conv1d
+from ..models import is_conv1d, linear_features
 from .config import NeuronConfig
 
-__all__ = ["Axis", "NeuronLayer", "base_features", "is_quantized"]
+__all__ = ["Axis", "NeuronLayer", "is_quantized"]
 
 Axis = Literal["rows", "columns"]
 
@@ -36,16 +36,6 @@ def is_quantized(layer: nn.Module) -> bool:
     if weight is None or not isinstance(weight, torch.Tensor):
         return True
     return not weight.dtype.is_floating_point or resolve_quantization_backend(layer) is not None
-
-
-def base_features(layer: nn.Module) -> tuple[int, int]:
-    """(in_features, out_features) of a Linear, Conv1D or quantized linear layer."""
-    if is_conv1d(layer):
-        return tuple(layer.weight.shape)
-    if hasattr(layer, "in_features") and hasattr(layer, "out_features"):
-        return layer.in_features, layer.out_features
-    out_features, in_features = layer.weight.shape
-    return in_features, out_features
 
 
 class NeuronLayer(nn.Module, BaseTunerLayer):
@@ -67,7 +57,7 @@ class NeuronLayer(nn.Module, BaseTunerLayer):
         self.lsn_dropout = nn.ModuleDict()
         self.lsn_scaling: dict[str, float] = {}
         self.lsn_mode: dict[str, str] = {}
-        self.in_features, self.out_features = base_features(base_layer)
+        self.in_features, self.out_features = linear_features(base_layer)
         self.lsn_quantized = is_quantized(base_layer)
         self._disable_adapters = False
         self.merged_adapters: list[str] = []

@@ -9,9 +9,9 @@ import torch
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from ..models import find_neuron_sites
+from ..models import find_neuron_sites, linear_features
 from .config import NeuronConfig
-from .layer import Axis, NeuronLayer, base_features
+from .layer import Axis, NeuronLayer
 
 __all__ = ["NeuronModel", "NeuronTarget", "ffn_shape", "plan_targets"]
 
@@ -37,7 +37,7 @@ def ffn_shape(sites: list) -> tuple[int, int]:
     `Conv1D` would otherwise report its weight's first dimension)."""
     output = sites[0].output_module
     base = output.get_base_layer() if hasattr(output, "get_base_layer") else output
-    return len(sites), base_features(base)[0]
+    return len(sites), linear_features(base)[0]
 
 
 def plan_targets(model: nn.Module, config: NeuronConfig) -> dict[str, NeuronTarget]:
