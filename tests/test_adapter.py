@@ -494,6 +494,10 @@ def test_bitsandbytes_base_layers_add_exactly_the_delta(tmp_path, bits):
     # forward, and a state_dict() taken after that changes the base's outputs (upstream bug).
     model.save_pretrained(tmp_path / "adapter")
     reloaded = peft.PeftModel.from_pretrained(_bnb_model(tmp_path, bits), tmp_path / "adapter")
+    batch = _inputs("llama")
+    _logits(model, batch).sum().backward()  # training first: inference forwards repack the CPU weights
+    trained = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert trained and all(".lsn_" in n for n in trained)
     layers = _layers(model)
     assert len(layers) == 6 and all(isinstance(layer.get_base_layer(), quantized) for layer in layers.values())
     assert all(layer.lsn_quantized and (layer.in_features, layer.out_features) in {(64, 128), (128, 64)}
@@ -504,12 +508,7 @@ def test_bitsandbytes_base_layers_add_exactly_the_delta(tmp_path, bits):
             x = torch.randn(2, 3, layer.in_features, generator=g)
             expected = layer.get_base_layer()(x) + x @ _dense_delta(layer, "default").T
             torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5, msg=path)
-        batch = _inputs("llama")
         torch.testing.assert_close(_logits(reloaded, batch), _logits(model, batch), atol=0, rtol=0)
-
-    _logits(model, batch).sum().backward()
-    trained = {n for n, p in model.named_parameters() if p.grad is not None}
-    assert trained and all(".lsn_" in n for n in trained)
     with pytest.raises(TypeError, match="quantized base layer"):
         model.merge_and_unload()
 
