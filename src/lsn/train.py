@@ -27,7 +27,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import (
     AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorForSeq2Seq,
-    DataCollatorWithPadding, Trainer, TrainingArguments,
+    DataCollatorWithPadding, Trainer, TrainingArguments, set_seed,
 )
 
 from .adapter import NeuronConfig
@@ -184,6 +184,7 @@ def wrap(model, neuron_args: NeuronArguments, data: DataArguments) -> tuple[torc
 
 def main(model_args: ModelArguments, neuron_args: NeuronArguments, data: DataArguments, training: TrainingArguments) -> dict:
     # ---------------------------------------------------------------- model and data
+    set_seed(training.seed)  # before any weight is initialised (classification head, adapter)
     model, tokenizer = load_model(model_args, data)
     train_set, evals = datasets_for(data, tokenizer)
     model, neurons = wrap(model, neuron_args, data)
