@@ -103,6 +103,18 @@ def test_errors_are_one_line(argv, message, capsys):
     assert message in err and "\n" not in err and err.startswith(f"lsn {argv[0]}: error:")
 
 
+def test_threshold_from_stats_without_quantiles_fails_before_the_model_loads(tmp_path, capsys):
+    stats = tmp_path / "pass1.safetensors"
+    lsn.ActivationStats(counts=torch.ones(2, 4, 1, dtype=torch.long), tokens=torch.tensor([3]), groups=["en"]).save(stats)
+    text = tmp_path / "en.txt"
+    text.write_text("hello\n")
+    argv = ["record", "--model", str(tmp_path / "no-such-model"), "--corpus", f"en={text}",
+            "--threshold-from", str(stats), "--output", str(tmp_path / "pass2.safetensors")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no quantile estimates" in err and "no-such-model" not in err and "\n" not in err
+
+
 def test_corrupt_stats_file_is_one_line(tmp_path, capsys):
     bad = tmp_path / "stats.safetensors"
     bad.write_bytes(b"\x00" * 10)

@@ -342,3 +342,15 @@ def test_nllb_recipe_runs_offline_on_a_tiny_seq2seq_model(tmp_path, world_pairs,
     assert set(results["specialized"]["directions"]) == set(DIRECTIONS)
     table = (out / "results.md").read_text()
     assert "| **high** |" in table and "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp" in table
+
+
+@pytest.mark.parametrize("stage, field", [("identify", "language_codes"), ("evaluate", "resource_groups")])
+def test_bad_json_recipe_fields_fail_before_any_model_loads(tmp_path, stage, field):
+    from pathlib import Path
+
+    from lsn import translate
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes/tiny/mt/config_specialized.yaml"
+    with pytest.raises(ValueError, match=rf"`{field}` must be a JSON object, e.g. .*got '\{{zh: x'"):
+        translate.main([stage, str(recipe), "--model_name_or_path", str(tmp_path / "no-such-model"),
+                        "--output_dir", str(tmp_path / "run"), f"--{field}", "{zh: x"])

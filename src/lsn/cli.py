@@ -158,6 +158,10 @@ def _record(args: argparse.Namespace) -> None:
     from .recording import record_activations
     from .stats import ActivationStats
 
+    threshold = None
+    if args.threshold_from:  # before the model loads: a bad first pass fails at once
+        first_pass = ActivationStats.load(args.threshold_from)
+        threshold = first_pass.pooled_quantile()
     state = PartialState(cpu=not torch.cuda.is_available())
     model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.dtype, device=state.device)
     corpora = {}
@@ -165,10 +169,6 @@ def _record(args: argparse.Namespace) -> None:
         if group in corpora:
             raise ValueError(f"Group `{group}` is given twice in --corpus.")
         corpora[group] = load_corpus(spec, text_column=args.text_column, split=args.split)
-    threshold = None
-    if args.threshold_from:
-        first_pass = ActivationStats.load(args.threshold_from)
-        threshold = first_pass.pooled_quantile()
     stats = record_activations(
         model, corpora, tokenizer=tokenizer, seq_len=args.seq_len, batch_size=args.batch_size,
         max_tokens=args.max_tokens, record_sums=args.record_sums, quantile=args.quantile, threshold=threshold,

@@ -138,6 +138,11 @@ class NeuronSite:
         return getattr(self.block, self.family.output)
 
     @property
+    def device(self) -> torch.device:
+        """Where the layer's weights live (a model dispatched over devices has several)."""
+        return base_layer(self.input_modules[0]).weight.device
+
+    @property
     def num_neurons(self) -> int:
         return linear_features(self.input_modules[0])[1] // self.family.fused_inputs
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .corpora import Batch, CorpusSpec, describe_corpus, iter_batches, open_corpus
 from .hooks import activation_hooks
-from .models import NeuronSite, base_layer, find_neuron_sites, first_device, model_shape, unwrap_model
+from .models import NeuronSite, find_neuron_sites, first_device, model_shape, unwrap_model
 from .stats import ActivationStats, atomic_save_file
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class _Accumulators:
     ) -> _Accumulators:
         def zeros(dtype):
             return [
-                torch.zeros(groups, s.num_neurons, dtype=dtype, device=base_layer(s.input_modules[0]).weight.device)
+                torch.zeros(groups, s.num_neurons, dtype=dtype, device=s.device)
                 for s in sites
             ]
 
@@ -331,7 +331,7 @@ def record_activations(
 
     thresholds = None
     if threshold is not None:
-        thresholds = [threshold[s.index].to(base_layer(s.input_modules[0]).weight.device) for s in sites]
+        thresholds = [threshold[s.index].to(s.device) for s in sites]
     recorder = _Recorder(acc, quantile, thresholds)
     forward = _forward_fn(model)
     was_training = model.training

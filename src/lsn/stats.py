@@ -26,6 +26,7 @@ __all__ = ["ActivationStats", "atomic_save_file"]
 _FORMAT = "lsn.ActivationStats"
 _FORMAT_VERSION = 1
 _OPTIONAL = ("sums", "quantile_means", "quantile_batches", "above_quantile", "above_threshold", "encoder_tokens")
+_SAVED = ("counts", "tokens", *_OPTIONAL, "threshold")  # every tensor a file holds
 
 
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
@@ -222,8 +223,7 @@ class ActivationStats:
     # ------------------------------------------------------------------ files
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """The tensors and string metadata written to disk."""
-        names = ("counts", "tokens", *_OPTIONAL, "threshold")
-        tensors = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        tensors = {name: getattr(self, name) for name in _SAVED if getattr(self, name) is not None}
         header = {
             "format": _FORMAT,
             "format_version": str(_FORMAT_VERSION),
@@ -253,7 +253,7 @@ class ActivationStats:
                 groups=json.loads(header["groups"]),
                 quantile=json.loads(header.get("quantile", "null")),
                 metadata=json.loads(header.get("metadata", "{}")),
-                **{name: tensors.get(name) for name in ("counts", "tokens", *_OPTIONAL, "threshold")},
+                **{name: tensors.get(name) for name in _SAVED},
             )
         except (KeyError, TypeError, json.JSONDecodeError) as err:
             raise ValueError(f"File{where} is a damaged lsn ActivationStats file ({err!r}).") from err

@@ -43,8 +43,18 @@ class ModelArguments:
     language_codes: str | None = field(default=None, metadata={"help": 'JSON {"zh": "zho_Hant", ...}: tokenizer codes overriding the defaults (style codes).'})
 
     def format(self, max_length: int) -> TranslationFormat:
-        codes = json.loads(self.language_codes) if self.language_codes else {}
+        codes = _json_field("language_codes", self.language_codes) or {}
         return TranslationFormat(self.style, codes=codes, max_length=max_length)
+
+
+def _json_field(name: str, value: str | None):
+    """A recipe field written as JSON text, parsed; `None` stays `None`."""
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"`{name}` must be a JSON object, e.g. '{{\"zh\": ...}}'; got {value!r} ({err}).") from None
 
 
 @dataclass
@@ -123,8 +133,8 @@ def neuron_path(spec: SpecializationArguments, training: Seq2SeqTrainingArgument
 
 # ---------------------------------------------------------------- stages
 def run_identify(model_args, data, spec, training) -> NeuronSet:
+    fmt = model_args.format(data.max_length)  # checked before the model loads
     model, tokenizer = load(model_args)
-    fmt = model_args.format(data.max_length)
     k = direction_k(data.directions, spec.k, pivot=spec.pivot, k_to_pivot=spec.k_to_pivot)
     stats, neurons = identify(model, tokenizer, fmt, load_pairs(data, "validation"), k=k, encoder_k=spec.encoder_k,
                               batch_size=spec.identify_batch_size)
@@ -138,8 +148,8 @@ def run_identify(model_args, data, spec, training) -> NeuronSet:
 
 
 def run_train(model_args, data, spec, training) -> None:
+    fmt = model_args.format(data.max_length)  # checked before the model loads
     model, tokenizer = load(model_args)
-    fmt = model_args.format(data.max_length)
     masks = TaskMasks(NeuronSet.load(neuron_path(spec, training))) if spec.specialize else None
     encoder_decoder = bool(model.config.is_encoder_decoder)
     train_set = build_dataset(tokenizer, fmt, load_pairs(data, "train"), data.directions)
@@ -156,6 +166,7 @@ def run_train(model_args, data, spec, training) -> None:
 
 def run_evaluate(model_args, data, spec, training) -> str:
     fmt = model_args.format(data.max_length)
+    groups = _json_field("resource_groups", spec.resource_groups)  # checked before hours of generation
     pairs = load_pairs(data, "test")
     kwargs = dict(num_beams=spec.num_beams, batch_size=training.per_device_eval_batch_size, max_new_tokens=spec.max_new_tokens)
     results = {}
@@ -169,7 +180,6 @@ def run_evaluate(model_args, data, spec, training) -> str:
             results[name] = evaluate_directions(trained, tokenizer, fmt, pairs, masks=masks, **kwargs)
     else:
         results[name] = evaluate_directions(trained, tokenizer, fmt, pairs, **kwargs)
-    groups = json.loads(spec.resource_groups) if spec.resource_groups else None
     table = results_table(results, training.output_dir, pivot=spec.pivot, resource_groups=groups)
     print(table)
     return table

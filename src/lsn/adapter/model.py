@@ -9,7 +9,7 @@ import torch
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from ..models import find_neuron_sites, linear_features
+from ..models import find_neuron_sites
 from .config import NeuronConfig
 from .layer import Axis, NeuronLayer
 
@@ -33,11 +33,8 @@ def _fused_rows(indices: torch.Tensor, blocks: int, num_neurons: int, choice: st
 
 
 def ffn_shape(sites: list) -> tuple[int, int]:
-    """(layers, neurons per layer), reading the neurons from the output matrix's base layer (a wrapped GPT-2
-    `Conv1D` would otherwise report its weight's first dimension)."""
-    output = sites[0].output_module
-    base = output.get_base_layer() if hasattr(output, "get_base_layer") else output
-    return len(sites), linear_features(base)[0]
+    """(layers, neurons per layer) of a model's neuron sites."""
+    return len(sites), sites[0].num_neurons
 
 
 def plan_targets(model: nn.Module, config: NeuronConfig) -> dict[str, NeuronTarget]:

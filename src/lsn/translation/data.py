@@ -139,23 +139,22 @@ class TranslationFormat:
 
     def language_code(self, tokenizer, lang: str) -> str:
         """The tokenizer's code for `lang` (`"codes"` style), checked against its vocabulary."""
+        return self._code_and_id(tokenizer, lang)[0]
+
+    def _code_and_id(self, tokenizer, lang: str) -> tuple[str, int]:
+        """(`src_lang`/`tgt_lang` value, id of its token): NLLB's token is the code itself, M2M100's wraps it."""
         m2m100 = hasattr(tokenizer, "get_lang_token")  # M2M100: src_lang="de", token "__de__"
         code = self.codes.get(lang) or (lang if m2m100 else NLLB_CODES.get(lang))
         if code is None:
             raise ValueError(f"No language code for `{lang}`; pass `codes={{'{lang}': ...}}` to TranslationFormat.")
         token = tokenizer.get_lang_token(code) if m2m100 else code
-        if tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id in (None, tokenizer.unk_token_id):
             raise ValueError(
                 f"{type(tokenizer).__name__} has no language code `{token}` for `{lang}`; pass the right one "
                 f"with `codes={{'{lang}': ...}}` to TranslationFormat."
             )
-        return code
-
-    def _forced_bos(self, tokenizer, lang: str) -> int:
-        code = self.language_code(tokenizer, lang)
-        if hasattr(tokenizer, "get_lang_id"):
-            return tokenizer.get_lang_id(code)
-        return tokenizer.convert_tokens_to_ids(code)
+        return code, token_id
 
     @staticmethod
     def tag(lang: str) -> str:
@@ -204,7 +203,7 @@ class TranslationFormat:
         if self.style == "codes":
             tokenizer.src_lang = self.language_code(tokenizer, src)
             enc = tokenizer(list(sources), return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
-            return dict(enc), {"forced_bos_token_id": self._forced_bos(tokenizer, tgt)}
+            return dict(enc), {"forced_bos_token_id": self._code_and_id(tokenizer, tgt)[1]}
         enc = tokenizer([f"{self.tag(tgt)} {s}" for s in sources], return_tensors="pt", padding=True, truncation=True,
                         max_length=self.max_length)
         return dict(enc), {}
@@ -216,8 +215,8 @@ class TranslationFormat:
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
             return [t.strip().split("\n")[0].strip() for t in texts]
         rows = generated.tolist()
-        codes = set(getattr(tokenizer, "lang_token_to_id", {}).values())  # M2M100's are not special tokens
-        if self.style == "codes" and codes:
+        if self.style == "codes" and hasattr(tokenizer, "lang_token_to_id"):  # M2M100's codes are not special tokens
+            codes = set(tokenizer.lang_token_to_id.values())
             rows = [[t for t in row if t not in codes] for row in rows]
         return [t.strip() for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
 
