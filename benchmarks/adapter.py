@@ -25,8 +25,9 @@ from torch.nn.utils import parametrize
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import lsn  # noqa: E402  (registers the neuron adapter with PEFT)
 from common import best_times, tiny_llama  # noqa: E402
+
+import lsn  # noqa: E402  (registers the neuron adapter with PEFT)
 
 MODULES = ["gate_proj", "up_proj", "down_proj"]
 
@@ -93,9 +94,17 @@ def _cpu_step_bytes(model: nn.Module, batch: dict, optimizer: torch.optim.Optimi
     return 2 * _nbytes(trainable) + _nbytes(state) + sum(saved.values())
 
 
-def measure(device: str = "cpu", hidden: int = 512, intermediate: int = 2048, layers: int = 4, batch: int = 4,
-            seq: int = 128, r: int = 8, fractions: tuple[float, ...] = (0.01, 0.10), repeats: int = 3
-            ) -> dict[str, float]:
+def measure(
+    device: str = "cpu",
+    hidden: int = 512,
+    intermediate: int = 2048,
+    layers: int = 4,
+    batch: int = 4,
+    seq: int = 128,
+    r: int = 8,
+    fractions: tuple[float, ...] = (0.01, 0.10),
+    repeats: int = 3,
+) -> dict[str, float]:
     """Best train-step seconds and step memory of lsn, LoRA and masked LoRA; ratios of lsn to the others.
 
     All models are built first and timed in interleaved rounds, so background load hits them alike.
@@ -108,8 +117,9 @@ def measure(device: str = "cpu", hidden: int = 512, intermediate: int = 2048, la
     for fraction in fractions:
         runs |= {f"{kind}_{round(fraction * 100)}pct": (kind, fraction) for kind in ("lsn", "masked")}
     models = {name: _build(kind, fraction, r, device, **shape).train() for name, (kind, fraction) in runs.items()}
-    optimizers = {name: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
-                  for name, m in models.items()}
+    optimizers = {
+        name: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4) for name, m in models.items()
+    }
 
     def step(name: str) -> None:
         optimizers[name].zero_grad(set_to_none=True)

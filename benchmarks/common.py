@@ -9,13 +9,25 @@ import torch
 import transformers
 
 
-def tiny_llama(hidden: int, intermediate: int, layers: int, vocab: int = 4096, device: str = "cpu",
-               dtype: torch.dtype = torch.float32, heads: int | None = None) -> transformers.LlamaForCausalLM:
+def tiny_llama(
+    hidden: int,
+    intermediate: int,
+    layers: int,
+    vocab: int = 4096,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    heads: int | None = None,
+) -> transformers.LlamaForCausalLM:
     """A randomly initialised Llama (seeded); the same shape gives the same weights."""
     heads = heads or max(1, hidden // 64)
     config = transformers.LlamaConfig(
-        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 4), vocab_size=vocab, max_position_embeddings=8192,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 4),
+        vocab_size=vocab,
+        max_position_embeddings=8192,
     )
     torch.manual_seed(0)
     with torch.device(device):

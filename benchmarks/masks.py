@@ -6,13 +6,15 @@ The mask multiplies each FFN activation by a 0/1 vector (target: <= 1.05 of the 
 from __future__ import annotations
 
 import torch
+from common import best_times, random_batches, tiny_llama
 
 import lsn
-from common import best_times, random_batches, tiny_llama
 from lsn.translation import TaskMasks
 
 
-def measure(hidden=512, intermediate=2048, layers=4, batch=4, seq=128, keep=0.8, repeats=5, device="cpu") -> dict[str, float]:
+def measure(
+    hidden=512, intermediate=2048, layers=4, batch=4, seq=128, keep=0.8, repeats=5, device="cpu"
+) -> dict[str, float]:
     model = tiny_llama(hidden, intermediate, layers, device=device).train()
     dev = next(model.parameters()).device
     g = torch.Generator().manual_seed(0)

@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 import torch
-
-import lsn
 from common import best_times, random_batches, tiny_llama
 
+import lsn
 
-def measure(hidden=512, intermediate=2048, layers=4, batch=4, seq=256, n_batches=8, repeats=5, device="cpu",
-            dtype=torch.float32) -> dict[str, float]:
+
+def measure(
+    hidden=512, intermediate=2048, layers=4, batch=4, seq=256, n_batches=8, repeats=5, device="cpu", dtype=torch.float32
+) -> dict[str, float]:
     model = tiny_llama(hidden, intermediate, layers, device=device, dtype=dtype)
     dev = next(model.parameters()).device
     vocab = model.config.vocab_size
@@ -30,18 +31,27 @@ def measure(hidden=512, intermediate=2048, layers=4, batch=4, seq=256, n_batches
             with torch.inference_mode():
                 for b in batches:
                     module(**{k: v.to(dev) for k, v in b.items()}, use_cache=False)
+
         return run
 
     def record(groups: int, data=batches):
         per = len(data) // groups
-        corpora = {f"g{k}": data[k * per:(k + 1) * per] for k in range(groups)}
+        corpora = {f"g{k}": data[k * per : (k + 1) * per] for k in range(groups)}
         return lambda: lsn.record_activations(model, corpora, progress=False)
 
     quadruple = batches * 4
-    times = best_times({
-        "backbone": forward(model.model), "full": forward(model), "record_1": record(1), "record_4": record(4),
-        "record_8": record(8), "record_4x_tokens": record(1, quadruple),
-    }, dev, repeats)
+    times = best_times(
+        {
+            "backbone": forward(model.model),
+            "full": forward(model),
+            "record_1": record(1),
+            "record_4": record(4),
+            "record_8": record(8),
+            "record_4x_tokens": record(1, quadruple),
+        },
+        dev,
+        repeats,
+    )
     out = {
         "record_over_backbone": times["record_1"] / times["backbone"],
         "record_over_full_forward": times["record_1"] / times["full"],
@@ -61,7 +71,9 @@ def measure(hidden=512, intermediate=2048, layers=4, batch=4, seq=256, n_batches
     return out
 
 
-def measure_llama8b_shape(seq: int = 4096, batch: int = 1, n_batches: int = 4, peak_tflops: float = 989.0) -> dict[str, float]:
+def measure_llama8b_shape(
+    seq: int = 4096, batch: int = 1, n_batches: int = 4, peak_tflops: float = 989.0
+) -> dict[str, float]:
     """GPU only: recording throughput of a Llama-3.1-8B-shaped model (random bf16 weights) and its
     model-FLOPs utilisation, 2 x parameters FLOPs per token over the GPU's bf16 dense peak."""
     model = tiny_llama(4096, 14336, 32, vocab=128256, device="cuda", dtype=torch.bfloat16, heads=32)
@@ -70,8 +82,10 @@ def measure_llama8b_shape(seq: int = 4096, batch: int = 1, n_batches: int = 4, p
     run = lambda: lsn.record_activations(model, {"en": batches}, progress=False)  # noqa: E731
     seconds = best_times({"record": run}, torch.device("cuda"), 2)["record"]
     tokens_per_s = n_batches * batch * seq / seconds
-    return {"llama8b_record_tokens_per_s": tokens_per_s,
-            "llama8b_record_mfu": 2 * params * tokens_per_s / (peak_tflops * 1e12)}
+    return {
+        "llama8b_record_tokens_per_s": tokens_per_s,
+        "llama8b_record_mfu": 2 * params * tokens_per_s / (peak_tflops * 1e12),
+    }
 
 
 if __name__ == "__main__":

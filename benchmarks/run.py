@@ -42,8 +42,12 @@ def main() -> None:
     rows = [("recording", k, v) for k, v in recording.measure(device=device).items()]
     if cuda:
         rows += [("recording", k, v) for k, v in recording.measure_llama8b_shape().items()]
-        rows += [("adapter", k, v) for k, v in adapter.measure(device=device, hidden=4096, intermediate=14336,
-                                                                 layers=4, batch=4, seq=512).items()]
+        rows += [
+            ("adapter", k, v)
+            for k, v in adapter.measure(
+                device=device, hidden=4096, intermediate=14336, layers=4, batch=4, seq=512
+            ).items()
+        ]
     else:
         rows += [("adapter", k, v) for k, v in adapter.measure(device=device).items()]
     rows += [("masks", k, v) for k, v in masks.measure(device=device).items()]

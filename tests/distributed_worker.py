@@ -22,8 +22,17 @@ if __name__ == "__main__":
     texts = tiny_texts()
     tokenizer = tiny_tokenizer_for(texts)
     model, corpora = corpora_and_model(tokenizer, texts)
-    stats = lsn.record_activations(model, corpora, tokenizer=tokenizer, seq_len=16, batch_size=2, quantile=0.9,
-                                   threshold=fixed_threshold(model), record_sums=True, progress=False)
+    stats = lsn.record_activations(
+        model,
+        corpora,
+        tokenizer=tokenizer,
+        seq_len=16,
+        batch_size=2,
+        quantile=0.9,
+        threshold=fixed_threshold(model),
+        record_sums=True,
+        progress=False,
+    )
     assert torch.distributed.get_world_size() == 2
     if torch.distributed.get_rank() == 0:
         stats.save(sys.argv[1])

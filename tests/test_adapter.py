@@ -70,8 +70,11 @@ def _adapted(family, dtype=torch.float32, **kwargs):
 
 
 def _layers(model, adapter_name="default"):
-    return {n.removeprefix("base_model.model."): m for n, m in model.named_modules()
-            if isinstance(m, NeuronLayer) and adapter_name in m.lsn_indices}
+    return {
+        n.removeprefix("base_model.model."): m
+        for n, m in model.named_modules()
+        if isinstance(m, NeuronLayer) and adapter_name in m.lsn_indices
+    }
 
 
 def _dense_delta(layer, name):
@@ -128,7 +131,9 @@ def test_forward_and_gradients_equal_the_dense_reference(desc, family, kwargs):
 
     embeds = model.get_input_embeddings()(batch["input_ids"]).detach().requires_grad_(True)
     extra = {k: v for k, v in batch.items() if k != "input_ids"}
-    probe = torch.randn(_logits(reference, batch).shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    probe = torch.randn(
+        _logits(reference, batch).shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
 
     out = _logits(model, {"inputs_embeds": embeds, **extra})
     (out * probe).sum().backward()
@@ -139,8 +144,9 @@ def test_forward_and_gradients_equal_the_dense_reference(desc, family, kwargs):
     for p in weights.values():
         p.grad = None
     embeds.grad = None
-    ref_out = torch.func.functional_call(reference, _reference_weights(model, reference),
-                                         kwargs={"inputs_embeds": embeds, **extra}).logits
+    ref_out = torch.func.functional_call(
+        reference, _reference_weights(model, reference), kwargs={"inputs_embeds": embeds, **extra}
+    ).logits
     (ref_out * probe).sum().backward()
     torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=1e-10)
     assert not torch.allclose(out, _logits(reference, batch), atol=1e-3)  # the adapter does change the output
@@ -164,7 +170,9 @@ def test_merge_unmerge_and_merge_and_unload_are_exact(desc, family, kwargs):
         name = f"{layer_path}.weight"
         torch.testing.assert_close(W, expected[name].detach(), atol=1e-6, rtol=0)
         # only the neurons' rows (columns) changed; everything else is bit-identical
-        view, orig = (W.T, original[name].T) if type(layer.get_base_layer()).__name__ == "Conv1D" else (W, original[name])
+        view, orig = (
+            (W.T, original[name].T) if type(layer.get_base_layer()).__name__ == "Conv1D" else (W, original[name])
+        )
         keep = torch.ones(view.shape[0 if layer.lsn_axis == "rows" else 1], dtype=torch.bool)
         keep[layer.lsn_indices["default"]] = False
         if layer.lsn_axis == "rows":
@@ -206,8 +214,11 @@ def test_safe_merge_refuses_nan():
         model.merge_adapter(safe_merge=True)
 
 
-@pytest.mark.parametrize("kwargs", [dict(r=4, lora_alpha=8), dict(mode="full", target_modules=["gate_proj", "down_proj"])],
-                         ids=["lora", "full"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(r=4, lora_alpha=8), dict(mode="full", target_modules=["gate_proj", "down_proj"])],
+    ids=["lora", "full"],
+)
 def test_save_and_reload_through_every_route(tmp_path, kwargs):
     base = make_tiny_model("llama")
     base.save_pretrained(tmp_path / "base")  # so base_model_name_or_path resolves offline
@@ -242,10 +253,16 @@ def test_save_and_reload_through_every_route(tmp_path, kwargs):
             assert torch.equal(_logits(m, batch), expected), route
 
 
-@pytest.mark.parametrize("family,kwargs", [("llama", dict(r=4, lora_alpha=8)), ("llama", dict(mode="full")),
-                                           ("gpt2", dict(r=4, target_modules=["c_proj"])),
-                                           ("phi3", dict(mode="full", fused_gate_up="gate"))],
-                         ids=["llama-lora", "llama-full", "gpt2-lora", "phi3-full"])
+@pytest.mark.parametrize(
+    "family,kwargs",
+    [
+        ("llama", dict(r=4, lora_alpha=8)),
+        ("llama", dict(mode="full")),
+        ("gpt2", dict(r=4, target_modules=["c_proj"])),
+        ("phi3", dict(mode="full", fused_gate_up="gate")),
+    ],
+    ids=["llama-lora", "llama-full", "gpt2-lora", "phi3-full"],
+)
 def test_to_lora_export_gives_the_same_outputs_with_plain_peft(tmp_path, family, kwargs):
     model, reference = _adapted(family, **kwargs)
     batch = _inputs(family)
@@ -274,8 +291,9 @@ def test_to_lora_from_a_saved_folder_restores_the_base_model(tmp_path):
     to_lora(tmp_path / "adapter", tmp_path / "lora", base_model=base)
     assert not any(isinstance(m, NeuronLayer) for m in base.modules())
     with torch.no_grad():
-        torch.testing.assert_close(_logits(peft.PeftModel.from_pretrained(base, tmp_path / "lora"), batch), expected,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            _logits(peft.PeftModel.from_pretrained(base, tmp_path / "lora"), batch), expected, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_several_adapters_switch_disable_delete_and_unload():
@@ -291,7 +309,9 @@ def test_several_adapters_switch_disable_delete_and_unload():
 
     def reference_logits(name):
         with torch.no_grad():
-            return torch.func.functional_call(reference, _reference_weights(model, reference, name), kwargs=batch).logits
+            return torch.func.functional_call(
+                reference, _reference_weights(model, reference, name), kwargs=batch
+            ).logits
 
     with torch.no_grad():
         for name in ("default", "fr", "default"):
@@ -345,11 +365,22 @@ def test_push_to_hub_uploads_adapter_files_and_model_card(monkeypatch):
 
 
 def test_neuron_set_input_and_model_card(tmp_path):
-    ns = lsn.NeuronSet({"fr": [[1, 2], [5]], "de": [[2, 3], []]}, num_layers=2, num_neurons=64, method="lape",
-                       parameters={"top_rate": 0.01}, model={"model_name": "tiny/llama"})
+    ns = lsn.NeuronSet(
+        {"fr": [[1, 2], [5]], "de": [[2, 3], []]},
+        num_layers=2,
+        num_neurons=64,
+        method="lape",
+        parameters={"top_rate": 0.01},
+        model={"model_name": "tiny/llama"},
+    )
     config = NeuronConfig(neurons=ns, groups=["fr", "de"])
     assert config.neurons == {"0": [1, 2, 3], "1": [5]}
-    assert (config.num_layers, config.num_neurons, config.neuron_method, config.neuron_model) == (2, 64, "lape", "tiny/llama")
+    assert (config.num_layers, config.num_neurons, config.neuron_method, config.neuron_model) == (
+        2,
+        64,
+        "lape",
+        "tiny/llama",
+    )
     ns.save(tmp_path / "neurons.json")
     from_path = NeuronConfig(neurons=str(tmp_path / "neurons.json"), groups="fr")
     assert from_path.neurons == {"0": [1, 2], "1": [5]} and from_path.groups == ["fr"]
@@ -364,12 +395,19 @@ def test_neuron_set_input_and_model_card(tmp_path):
         assert words in card
 
 
-@pytest.mark.parametrize("kwargs,words", [
-    (dict(neurons={0: [64]}), ["out of range", "[0, 64)"]),
-    (dict(neurons={2: [1]}), ["`neurons`", "layers [2]", "2 FFN layers"]),
-    (dict(neurons=lsn.NeuronSet({"x": [[1]] * 3}, num_layers=3, num_neurons=64)), ["3 layers x 64", "2 x 64"]),
-    (dict(neurons={0: [1]}, target_modules=["q_proj"]), ["`target_modules`", "q_proj", "not FFN matrices", "down_proj"]),
-], ids=["index out of range", "layer out of range", "other model shape", "not an FFN matrix"])
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        (dict(neurons={0: [64]}), ["out of range", "[0, 64)"]),
+        (dict(neurons={2: [1]}), ["`neurons`", "layers [2]", "2 FFN layers"]),
+        (dict(neurons=lsn.NeuronSet({"x": [[1]] * 3}, num_layers=3, num_neurons=64)), ["3 layers x 64", "2 x 64"]),
+        (
+            dict(neurons={0: [1]}, target_modules=["q_proj"]),
+            ["`target_modules`", "q_proj", "not FFN matrices", "down_proj"],
+        ),
+    ],
+    ids=["index out of range", "layer out of range", "other model shape", "not an FFN matrix"],
+)
 def test_bad_inputs_fail_clearly_at_get_peft_model(kwargs, words):
     with pytest.raises(ValueError) as err:
         peft.get_peft_model(make_tiny_model("llama"), NeuronConfig(**kwargs))
@@ -377,15 +415,22 @@ def test_bad_inputs_fail_clearly_at_get_peft_model(kwargs, words):
         assert word in str(err.value)
 
 
-@pytest.mark.parametrize("kwargs,words", [
-    (dict(), ["`neurons` is required"]),
-    (dict(neurons={}), ["selects no neuron"]),
-    (dict(neurons={0: [-1]}), ["`neurons`", ">= 0"]),
-    (dict(neurons={0: [1]}, mode="half"), ["`mode`", "'half'"]),
-    (dict(neurons={0: [1]}, r=0), ["`r`", "positive"]),
-    (dict(neurons={0: [1]}, lora_dropout=1.5), ["`lora_dropout`", "1.5"]),
-    (dict(neurons=lsn.NeuronSet({"a": [[1]], "b": [[2]]}, num_layers=1, num_neurons=8)), ["`groups` is required", "'a'"]),
-], ids=["missing", "empty", "negative", "mode", "rank", "dropout", "groups"])
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        (dict(), ["`neurons` is required"]),
+        (dict(neurons={}), ["selects no neuron"]),
+        (dict(neurons={0: [-1]}), ["`neurons`", ">= 0"]),
+        (dict(neurons={0: [1]}, mode="half"), ["`mode`", "'half'"]),
+        (dict(neurons={0: [1]}, r=0), ["`r`", "positive"]),
+        (dict(neurons={0: [1]}, lora_dropout=1.5), ["`lora_dropout`", "1.5"]),
+        (
+            dict(neurons=lsn.NeuronSet({"a": [[1]], "b": [[2]]}, num_layers=1, num_neurons=8)),
+            ["`groups` is required", "'a'"],
+        ),
+    ],
+    ids=["missing", "empty", "negative", "mode", "rank", "dropout", "groups"],
+)
 def test_bad_configs_fail_clearly(kwargs, words):
     with pytest.raises(ValueError) as err:
         NeuronConfig(**kwargs)
@@ -405,8 +450,12 @@ def test_fused_gate_up_rows_and_encoder_decoder_targets():
     gate_up = _layers(phi3)["model.layers.0.mlp.gate_up_proj"]
     assert gate_up.lsn_indices["default"].tolist() == [1, 5, 9, 40, 65, 69, 73, 104]  # j and I + j, I = 64
     m2m, _ = _adapted("m2m100")
-    assert sorted(_layers(m2m)) == ["model.decoder.layers.1.fc1", "model.decoder.layers.1.fc2",
-                                    "model.encoder.layers.0.fc1", "model.encoder.layers.0.fc2"]
+    assert sorted(_layers(m2m)) == [
+        "model.decoder.layers.1.fc1",
+        "model.decoder.layers.1.fc2",
+        "model.encoder.layers.0.fc1",
+        "model.encoder.layers.0.fc2",
+    ]
 
 
 class Int8Linear(nn.Module):
@@ -475,13 +524,18 @@ def _bnb_model(tmp_path, bits):
     path = tmp_path / "base"
     if not path.exists():
         make_tiny_model("llama", hidden_size=64, intermediate_size=128).save_pretrained(path)
-    quantization = (transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                    bnb_4bit_compute_dtype=torch.float32)
-                    if bits == 4 else transformers.BitsAndBytesConfig(load_in_8bit=True))
+    quantization = (
+        transformers.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        )
+        if bits == 4
+        else transformers.BitsAndBytesConfig(load_in_8bit=True)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return transformers.AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization,
-                                                                 device_map="cpu", dtype=torch.float32)
+        return transformers.AutoModelForCausalLM.from_pretrained(
+            path, quantization_config=quantization, device_map="cpu", dtype=torch.float32
+        )
 
 
 @pytest.mark.parametrize("bits", [4, 8])
@@ -500,8 +554,10 @@ def test_bitsandbytes_base_layers_add_exactly_the_delta(tmp_path, bits):
     assert trained and all(".lsn_" in n for n in trained)
     layers = _layers(model)
     assert len(layers) == 6 and all(isinstance(layer.get_base_layer(), quantized) for layer in layers.values())
-    assert all(layer.lsn_quantized and (layer.in_features, layer.out_features) in {(64, 128), (128, 64)}
-               for layer in layers.values())
+    assert all(
+        layer.lsn_quantized and (layer.in_features, layer.out_features) in {(64, 128), (128, 64)}
+        for layer in layers.values()
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for path, layer in layers.items():

@@ -25,7 +25,9 @@ def test_record_select_show(tmp_path, model_dir, multilingual_texts, tiny_tokeni
     for lang in ("en", "ru", "zh"):
         if lang == "zh":
             path = tmp_path / "zh.jsonl"
-            path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in multilingual_texts[lang]))
+            path.write_text(
+                "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in multilingual_texts[lang])
+            )
         else:
             path = tmp_path / f"{lang}.txt"
             path.write_text("\n".join(multilingual_texts[lang]) + "\n")
@@ -35,8 +37,14 @@ def test_record_select_show(tmp_path, model_dir, multilingual_texts, tiny_tokeni
 
     stats = lsn.ActivationStats.load(stats_path)
     model = make_tiny_model("llama", vocab_size=len(tiny_tokenizer))
-    expected = lsn.record_activations(model, {g: multilingual_texts[g] for g in ("en", "ru", "zh")},
-                                      tokenizer=tiny_tokenizer, seq_len=16, batch_size=4, progress=False)
+    expected = lsn.record_activations(
+        model,
+        {g: multilingual_texts[g] for g in ("en", "ru", "zh")},
+        tokenizer=tiny_tokenizer,
+        seq_len=16,
+        batch_size=4,
+        progress=False,
+    )
     assert torch.equal(stats.counts, expected.counts)
     assert stats.sums is not None and stats.metadata["corpora"]["en"].endswith("en.txt")
 
@@ -49,8 +57,23 @@ def test_record_select_show(tmp_path, model_dir, multilingual_texts, tiny_tokeni
     assert torch.equal(control.counts_per_layer(), neurons.counts_per_layer())
 
     json_out = tmp_path / "spec.json"
-    assert main(["select", str(stats_path), "--method", "specialized", "--k", "0.5", "--groups", "en,zh",
-                 "--output", str(json_out)]) == 0
+    assert (
+        main(
+            [
+                "select",
+                str(stats_path),
+                "--method",
+                "specialized",
+                "--k",
+                "0.5",
+                "--groups",
+                "en,zh",
+                "--output",
+                str(json_out),
+            ]
+        )
+        == 0
+    )
     assert lsn.NeuronSet.load(json_out) == lsn.select_specialized(stats.select_groups(["en", "zh"]), 0.5)
 
     capsys.readouterr()
@@ -76,8 +99,23 @@ def test_two_pass_pooled_percentile_selection(tmp_path, model_dir, multilingual_
     assert main(common + ["--quantile", "0.9", "--output", str(first)]) == 0
     assert main(common + ["--threshold-from", str(first), "--output", str(second)]) == 0
     out = tmp_path / "pooled.json"
-    assert main(["select", str(second), "--method", "probability", "--above", "threshold", "--top-k", "5",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "select",
+                str(second),
+                "--method",
+                "probability",
+                "--above",
+                "threshold",
+                "--top-k",
+                "5",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
 
     model = make_tiny_model("llama", vocab_size=len(tiny_tokenizer))
     kwargs = dict(tokenizer=tiny_tokenizer, seq_len=16, batch_size=2, progress=False)
@@ -87,7 +125,7 @@ def test_two_pass_pooled_percentile_selection(tmp_path, model_dir, multilingual_
     neurons = lsn.NeuronSet.load(out)
     assert neurons.parameters["threshold"]["pooled_quantile"] == 0.9
     expected = lsn.select_by_probability(stats, above="threshold", top_k=5)
-    assert all(torch.equal(a, b) for g in texts for a, b in zip(neurons[g], expected[g]))
+    assert all(torch.equal(a, b) for g in texts for a, b in zip(neurons[g], expected[g], strict=True))
 
 
 @pytest.mark.parametrize(
@@ -105,11 +143,22 @@ def test_errors_are_one_line(argv, message, capsys):
 
 def test_threshold_from_stats_without_quantiles_fails_before_the_model_loads(tmp_path, capsys):
     stats = tmp_path / "pass1.safetensors"
-    lsn.ActivationStats(counts=torch.ones(2, 4, 1, dtype=torch.long), tokens=torch.tensor([3]), groups=["en"]).save(stats)
+    lsn.ActivationStats(counts=torch.ones(2, 4, 1, dtype=torch.long), tokens=torch.tensor([3]), groups=["en"]).save(
+        stats
+    )
     text = tmp_path / "en.txt"
     text.write_text("hello\n")
-    argv = ["record", "--model", str(tmp_path / "no-such-model"), "--corpus", f"en={text}",
-            "--threshold-from", str(stats), "--output", str(tmp_path / "pass2.safetensors")]
+    argv = [
+        "record",
+        "--model",
+        str(tmp_path / "no-such-model"),
+        "--corpus",
+        f"en={text}",
+        "--threshold-from",
+        str(stats),
+        "--output",
+        str(tmp_path / "pass2.safetensors"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "no quantile estimates" in err and "no-such-model" not in err and "\n" not in err
@@ -139,16 +188,55 @@ def test_nll_matrix_and_generate_commands(tmp_path, model_dir, multilingual_text
     neurons = lsn.NeuronSet({"en": [[1, 2], [3]], "hi": [[4], [5, 6, 7]]}, num_layers=2, num_neurons=64, method="test")
     neurons.save(tmp_path / "n.json")
     out = tmp_path / "nll"
-    assert main(["nll-matrix", "--model", str(model_dir), "--neurons", str(tmp_path / "n.json"), *corpus_args,
-                 "--seq-len", "16", "--max-tokens", "64", "--random-control", "0", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "nll-matrix",
+                "--model",
+                str(model_dir),
+                "--neurons",
+                str(tmp_path / "n.json"),
+                *corpus_args,
+                "--seq-len",
+                "16",
+                "--max-tokens",
+                "64",
+                "--random-control",
+                "0",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     matrix = lsn.NLLMatrix.load(out)
     assert matrix.rows == ["en", "hi", "random:en", "random:hi"] and matrix.columns == ["en", "hi"]
     assert matrix.tokens == [64 - 4, 64 - 4]  # 4 windows of 16 tokens, 15 predictions each
     assert (out / "nll_matrix.png").exists()
     assert "| en (3) |" in capsys.readouterr().out
 
-    assert main(["generate", "--model", str(model_dir), "--neurons", str(tmp_path / "n.json"), "--steer", "hi",
-                 "--mode", "scale", "--value", "30", "--prompt", "Anna", "--max-new-tokens", "4"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(model_dir),
+                "--neurons",
+                str(tmp_path / "n.json"),
+                "--steer",
+                "hi",
+                "--mode",
+                "scale",
+                "--value",
+                "30",
+                "--prompt",
+                "Anna",
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "baseline:" in printed and "scale hi:" in printed
 

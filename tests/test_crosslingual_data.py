@@ -6,7 +6,12 @@ import datasets
 import pytest
 
 from lsn.crosslingual import (
-    encode_nli_classification, encode_nli_prompt, encode_qa_prompt, load_xnli, load_xquad, paper_split,
+    encode_nli_classification,
+    encode_nli_prompt,
+    encode_qa_prompt,
+    load_xnli,
+    load_xquad,
+    paper_split,
 )
 from lsn.demo.world import nli_items, qa_items
 
@@ -42,7 +47,7 @@ def test_local_files_in_the_hub_schema(tmp_path):
     xquad = load_xquad("ar", data_dir=tmp_path)
     row = xquad[3]
     start, text = row["answers"]["answer_start"][0], row["answers"]["text"][0]
-    assert row["context"][start:start + len(text)] == text
+    assert row["context"][start : start + len(text)] == text
     train, test = paper_split(xquad)
     assert [r["id"] for r in train] == xquad["id"][:8] and [r["id"] for r in test] == xquad["id"][8:]
     write_jsonl(tmp_path / "xnli.de.test.jsonl", [{"premise": "x", "hyp": "y", "label": 0}])
@@ -61,16 +66,16 @@ def test_formats(tiny_tokenizer):
     assert cls["input_ids"][0] == first and tok.eos_token_id in first[1:] and cls["labels"] == batch["label"]
 
     prompt = encode_nli_prompt(tok)(batch)
-    for ids, labels, y in zip(prompt["input_ids"], prompt["labels"], batch["label"]):
+    for ids, labels, y in zip(prompt["input_ids"], prompt["labels"], batch["label"], strict=True):
         answer = [t for t in labels if t != -100]
         assert labels[: len(ids) - len(answer)] == [-100] * (len(ids) - len(answer))
         assert tok.decode(answer, skip_special_tokens=True).strip() == ["entailment", "neutral", "contradiction"][y]
-        assert ids[-len(answer):] == answer
+        assert ids[-len(answer) :] == answer
 
     qa = qa_items("en", 3, seed=2)
     qbatch = {k: [r[k] for r in qa] for k in qa[0]}
     enc = encode_qa_prompt(tok, max_length=40)(qbatch)
-    for ids, labels, row in zip(enc["input_ids"], enc["labels"], qa):
+    for ids, labels, row in zip(enc["input_ids"], enc["labels"], qa, strict=True):
         answer = [t for t in labels if t != -100]
         assert tok.decode(answer, skip_special_tokens=True).strip() == row["answers"]["text"][0]
         assert len(ids) <= 40 and ids[0] == tok.bos_token_id  # cut from the left, BOS kept

@@ -30,11 +30,27 @@ def demo():
 @pytest.fixture(scope="module")
 def matrix(demo):
     model, tokenizer = demo
-    stats = record_activations(model, pretraining_texts(400), tokenizer=tokenizer, seq_len=128, batch_size=16,
-                               max_tokens=RECORD_TOKENS, progress=False)
+    stats = record_activations(
+        model,
+        pretraining_texts(400),
+        tokenizer=tokenizer,
+        seq_len=128,
+        batch_size=16,
+        max_tokens=RECORD_TOKENS,
+        progress=False,
+    )
     neurons = select_lape(stats, top_rate=DEMO_TOP_RATE)
-    return nll_matrix(model, neurons, heldout_texts(150), tokenizer=tokenizer, seq_len=128, batch_size=16,
-                      max_tokens=EVAL_TOKENS, random_control=0, progress=False)
+    return nll_matrix(
+        model,
+        neurons,
+        heldout_texts(150),
+        tokenizer=tokenizer,
+        seq_len=128,
+        batch_size=16,
+        max_tokens=EVAL_TOKENS,
+        random_control=0,
+        progress=False,
+    )
 
 
 def test_shipped_checkpoint_is_small_and_loads_like_a_hub_model():
@@ -70,8 +86,17 @@ def test_lape_neurons_are_language_specific(matrix):
 
 
 def test_pretrain_is_deterministic_and_the_loader_falls_back_to_the_cache(tmp_path, monkeypatch):
-    tiny = {**demo_pretrain.SETTINGS, "docs_per_language": 40, "vocab_size": 512, "steps": 3, "warmup_steps": 1,
-            "batch_size": 2, "seq_len": 32, "hidden_size": 32, "intermediate_size": 64}
+    tiny = {
+        **demo_pretrain.SETTINGS,
+        "docs_per_language": 40,
+        "vocab_size": 512,
+        "steps": 3,
+        "warmup_steps": 1,
+        "batch_size": 2,
+        "seq_len": 32,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+    }
     demo_pretrain.pretrain(tmp_path / "a", tiny, progress=False)
     demo_pretrain.pretrain(tmp_path / "b", tiny, progress=False)
     a = (tmp_path / "a" / "model.safetensors").read_bytes()
@@ -95,17 +120,44 @@ def test_neuron_lora_on_english_nli_beats_chance(tmp_path):
     from lsn.train import DataArguments, ModelArguments, NeuronArguments, main
 
     model, tokenizer = load_demo_model()
-    stats = record_activations(model, pretraining_texts(400), tokenizer=tokenizer, seq_len=128, batch_size=16,
-                               max_tokens=RECORD_TOKENS, progress=False)
+    stats = record_activations(
+        model,
+        pretraining_texts(400),
+        tokenizer=tokenizer,
+        seq_len=128,
+        batch_size=16,
+        max_tokens=RECORD_TOKENS,
+        progress=False,
+    )
     select_lape(stats, top_rate=DEMO_TOP_RATE).save_pretrained(tmp_path / "neurons")
     results = main(
         ModelArguments(model_name_or_path="lsn:demo"),
-        NeuronArguments(condition="neuron-lora", neurons=str(tmp_path / "neurons"), neuron_groups=["en"], r=16,
-                        lora_alpha=32, target_modules=["gate_proj", "up_proj", "down_proj"]),
-        DataArguments(task="xnli", eval_languages=["en", "zh"], data_dir=str(world_task_files(tmp_path / "world")),
-                      train_fraction=1.0, max_eval_samples=300, max_length=128),
-        TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=300, per_device_train_batch_size=16,
-                          learning_rate=3e-3, save_strategy="no", report_to=[], use_cpu=True, seed=0),
+        NeuronArguments(
+            condition="neuron-lora",
+            neurons=str(tmp_path / "neurons"),
+            neuron_groups=["en"],
+            r=16,
+            lora_alpha=32,
+            target_modules=["gate_proj", "up_proj", "down_proj"],
+        ),
+        DataArguments(
+            task="xnli",
+            eval_languages=["en", "zh"],
+            data_dir=str(world_task_files(tmp_path / "world")),
+            train_fraction=1.0,
+            max_eval_samples=300,
+            max_length=128,
+        ),
+        TrainingArguments(
+            output_dir=str(tmp_path / "run"),
+            max_steps=300,
+            per_device_train_batch_size=16,
+            learning_rate=3e-3,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            seed=0,
+        ),
     )
     assert results["en"]["accuracy"] > 0.45, results  # chance is 1/3; measured about 0.52-0.54
     assert 0 <= results["zh"]["accuracy"] <= 1

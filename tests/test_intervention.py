@@ -60,8 +60,9 @@ def _expected_act(model, batch, layer, transform):
 def test_every_mode_against_a_hand_computation():
     model = make_tiny_model("llama")
     batch = padded_batches(1, seed=1)[0]
-    stats = lsn.record_activations(model, {"en": padded_batches(2, 2), "fr": padded_batches(2, 3)},
-                                   record_sums=True, quantile=0.5, progress=False)
+    stats = lsn.record_activations(
+        model, {"en": padded_batches(2, 2), "fr": padded_batches(2, 3)}, record_sums=True, quantile=0.5, progress=False
+    )
     means, quant = stats.means(), stats.quantile_means
     idx = torch.tensor(NEURONS[1])
     others = means[..., 0]  # only one other group
@@ -71,14 +72,26 @@ def test_every_mode_against_a_hand_computation():
         ("value", {"value": -1.5}, lambda a: a.index_fill(-1, idx, -1.5)),
         ("scale", {"value": 3.0}, lambda a: a.index_copy(-1, idx, a[..., idx] * 3)),
         ("add", {"value": 0.25}, lambda a: a.index_copy(-1, idx, a[..., idx] + 0.25)),
-        ("stat", {"stats": stats, "target": "fr"},
-         lambda a: a.index_copy(-1, idx, torch.zeros_like(a[..., idx]) + means[1, idx, 1].float())),
-        ("stat", {"stats": stats, "target": "en", "statistic": "quantile"},
-         lambda a: a.index_copy(-1, idx, torch.zeros_like(a[..., idx]) + quant[1, idx, 0].float())),
-        ("add", {"stats": stats, "target": "fr", "strength": 2.0},
-         lambda a: a.index_copy(-1, idx, a[..., idx] + 2 * means[1, idx, 1].float())),
-        ("add", {"stats": stats, "target": "fr", "relative_to": "others"},
-         lambda a: a.index_copy(-1, idx, a[..., idx] + (means[1, idx, 1] - others[1, idx]).float())),
+        (
+            "stat",
+            {"stats": stats, "target": "fr"},
+            lambda a: a.index_copy(-1, idx, torch.zeros_like(a[..., idx]) + means[1, idx, 1].float()),
+        ),
+        (
+            "stat",
+            {"stats": stats, "target": "en", "statistic": "quantile"},
+            lambda a: a.index_copy(-1, idx, torch.zeros_like(a[..., idx]) + quant[1, idx, 0].float()),
+        ),
+        (
+            "add",
+            {"stats": stats, "target": "fr", "strength": 2.0},
+            lambda a: a.index_copy(-1, idx, a[..., idx] + 2 * means[1, idx, 1].float()),
+        ),
+        (
+            "add",
+            {"stats": stats, "target": "fr", "relative_to": "others"},
+            lambda a: a.index_copy(-1, idx, a[..., idx] + (means[1, idx, 1] - others[1, idx]).float()),
+        ),
     ]
     for mode, kwargs, transform in cases:
         value = kwargs.pop("value", None)
@@ -113,9 +126,8 @@ def test_hooks_removed_after_an_exception_and_permanent_apply():
     model = make_tiny_model("llama")
     batch = padded_batches(1, seed=5)[0]
     base = run(model, batch)
-    with pytest.raises(RuntimeError, match="inside"):
-        with lsn.intervene(model, NEURONS, "zero"):
-            raise RuntimeError("inside")
+    with pytest.raises(RuntimeError, match="inside"), lsn.intervene(model, NEURONS, "zero"):
+        raise RuntimeError("inside")
     assert torch.equal(run(model, batch), base)
     handle = lsn.apply_intervention(model, NEURONS, "zero")
     with lsn.intervene(model, NEURONS, "zero"):
@@ -133,9 +145,8 @@ def test_neuron_specs_are_equivalent_and_checked():
         a = run(model, batch)
     with lsn.intervene(model, ns, "zero"):
         b = run(model, batch)
-    with lsn.intervene(model, ns["fr"], "zero"):
-        with lsn.intervene(model, ns, "zero", groups="de"):
-            c = run(model, batch)
+    with lsn.intervene(model, ns["fr"], "zero"), lsn.intervene(model, ns, "zero", groups="de"):
+        c = run(model, batch)
     assert torch.equal(a, b) and torch.equal(a, c)
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 64\)"):
         lsn.intervene(model, {0: [64]}).__enter__()
@@ -198,8 +209,9 @@ def test_nll_matrix_shape_baseline_and_rows(tmp_path):
         with lsn.intervene(model, ns, "zero", groups="fr"):
             assert matrix.nll[1, j].item() == pytest.approx(reference_nll(model, heldout[column]), abs=1e-5)
     torch.testing.assert_close(matrix.delta, matrix.nll - matrix.baseline)
-    assert matrix.tokens == [sum(int(b["attention_mask"].sum()) - b["input_ids"].shape[0] for b in heldout[c])
-                             for c in matrix.columns]
+    assert matrix.tokens == [
+        sum(int(b["attention_mask"].sum()) - b["input_ids"].shape[0] for b in heldout[c]) for c in matrix.columns
+    ]
 
     files = matrix.save(tmp_path)
     assert [f.name for f in files] == ["nll_matrix.json", "nll_matrix.csv", "nll_matrix.png"]

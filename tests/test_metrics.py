@@ -11,8 +11,8 @@ from lsn.metrics import accuracy, exact_match, f1_score, normalize_answer, qa_sc
     [
         ("The  Cat, sat!", None, "cat sat"),
         ("An apple a day", "en", "apple day"),
-        ("The theatre", "de", "the theatre"),            # no English articles outside English
-        ("«¿Dónde está?»", "es", "dónde está"),          # Unicode punctuation goes
+        ("The theatre", "de", "the theatre"),  # no English articles outside English
+        ("«¿Dónde está?»", "es", "dónde está"),  # Unicode punctuation goes
         ("Кто-то, «там».", "ru", "кто то там"),
         ("猫在公园里。", "zh", "猫在公园里"),
         ("डेविड ने कहा।", "hi", "डेविड ने कहा"),
@@ -53,6 +53,8 @@ def test_local_evaluate_modules_load_offline_and_agree():
     squad = metrics.load("squad")
     got = squad.compute(predictions=["在公园", "library"], references=[["公园里"], ["the library"]], lang="zh")
     assert got == pytest.approx(qa_scores(["在公园", "library"], [["公园里"], ["the library"]], "zh"))
-    assert metrics.load("accuracy").compute(predictions=[1, 0, 2], references=[1, 1, 2]) == {"accuracy": pytest.approx(2 / 3)}
+    assert metrics.load("accuracy").compute(predictions=[1, 0, 2], references=[1, 1, 2]) == {
+        "accuracy": pytest.approx(2 / 3)
+    }
     with pytest.raises(ValueError, match="No local metric `bleu`"):
         metrics.load("bleu")

@@ -55,9 +55,11 @@ def test_activation_hook_sees_every_layer_once_and_fires_iff_pre_activation_posi
 
     handles = []
     for site in sites:
+
         def hook(module, args, out, _site=site):
             out = out.reshape(-1, out.shape[-1])[:, : _site.num_neurons]  # Phi-3: the gate half
             pre_seen.setdefault(_site.index, []).append(out.detach())
+
         handles.append(_pre_activation_modules(site).register_forward_hook(hook))
     ids = torch.randint(3, 100, (2, 7), generator=torch.Generator().manual_seed(0))
     inputs = {"input_ids": ids}
@@ -126,9 +128,8 @@ def test_shared_activation_module_is_refused():
 def test_hooks_are_removed_after_an_exception():
     model = make_tiny_model("llama")
     sites = find_neuron_sites(model)
-    with pytest.raises(RuntimeError, match="boom"):
-        with activation_hooks(sites, lambda *a: None):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), activation_hooks(sites, lambda *a: None):
+        raise RuntimeError("boom")
     assert all(not s.activation._forward_hooks for s in sites)
 
 

@@ -20,14 +20,21 @@ def random_sets(seed, groups=("en", "fr", "zh"), layers=LAYERS, neurons=NEURONS)
 
 
 def make(sets, **kwargs):
-    return NeuronSet({g: [sorted(s) for s in layers] for g, layers in sets.items()},
-                     num_layers=LAYERS, num_neurons=NEURONS, **kwargs)
+    return NeuronSet(
+        {g: [sorted(s) for s in layers] for g, layers in sets.items()}, num_layers=LAYERS, num_neurons=NEURONS, **kwargs
+    )
 
 
 def example(**kwargs):
     neurons = {"en": [[3, 1], [], [19, 0]], "fr": [[1, 2, 3], [5], [0]], "zh": [[], [5, 6], [7]]}
-    kwargs = dict(method="lape", parameters={"top_rate": 0.01, "filter_rate": 0.95},
-                  model={"model_name": "org/tiny-llama", "revision": "abc"}) | kwargs
+    kwargs = (
+        dict(
+            method="lape",
+            parameters={"top_rate": 0.01, "filter_rate": 0.95},
+            model={"model_name": "org/tiny-llama", "revision": "abc"},
+        )
+        | kwargs
+    )
     return NeuronSet(neurons, num_layers=LAYERS, num_neurons=NEURONS, **kwargs)
 
 
@@ -102,8 +109,9 @@ def test_set_algebra_matches_python_sets(seed):
 
 
 def test_overlap_hand_numbers_and_empty_groups():
-    ns = NeuronSet({"a": [[0, 1, 2], [], []], "b": [[1, 2, 3], [], []], "c": [[], [], []]},
-                   num_layers=LAYERS, num_neurons=NEURONS)
+    ns = NeuronSet(
+        {"a": [[0, 1, 2], [], []], "b": [[1, 2, 3], [], []], "c": [[], [], []]}, num_layers=LAYERS, num_neurons=NEURONS
+    )
     expected = [[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 0.0]]  # |{1,2}| / |{0,1,2,3}| = 0.5
     assert ns.overlap().tolist() == expected
 
@@ -119,8 +127,11 @@ def test_subset_keeps_metadata():
 def test_equality():
     assert example() == example()
     assert example() == example(method="other")  # == compares the neurons and shape
-    other = NeuronSet({"en": [[1, 3], [], [0, 19]], "fr": [[1, 2, 3], [5], [0]], "zh": [[], [5, 6], [8]]},
-                      num_layers=LAYERS, num_neurons=NEURONS)
+    other = NeuronSet(
+        {"en": [[1, 3], [], [0, 19]], "fr": [[1, 2, 3], [5], [0]], "zh": [[], [5, 6], [8]]},
+        num_layers=LAYERS,
+        num_neurons=NEURONS,
+    )
     assert example() != other
 
 
@@ -163,7 +174,7 @@ def test_json_is_human_readable():
     assert "      []," in lines
     # the layers of one group are consecutive lines, one per layer
     start = lines.index('    "zh": [')
-    assert lines[start + 1: start + 5] == ["      [],", "      [5, 6],", "      [7]", "    ]"]
+    assert lines[start + 1 : start + 5] == ["      [],", "      [5, 6],", "      [7]", "    ]"]
 
 
 def test_load_directory_uses_neurons_json(tmp_path):
@@ -208,8 +219,14 @@ def test_bad_bytes_raise_value_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_llama():
-    config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    config = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(config).eval()
 

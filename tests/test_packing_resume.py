@@ -39,8 +39,9 @@ def big_model(tokenizer):
 def test_packed_texts_equal_reference_packing(multilingual_texts, tiny_tokenizer, max_tokens):
     model = big_model(tiny_tokenizer)
     texts = {g: multilingual_texts[g] for g in ("en", "ru", "zh")}
-    stats = lsn.record_activations(model, texts, tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, batch_size=BATCH,
-                                   max_tokens=max_tokens, progress=False)
+    stats = lsn.record_activations(
+        model, texts, tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, batch_size=BATCH, max_tokens=max_tokens, progress=False
+    )
     reference = {}
     totals = []
     for g, t in texts.items():
@@ -58,10 +59,12 @@ def test_dataset_text_column(multilingual_texts, tiny_tokenizer):
 
     model = big_model(tiny_tokenizer)
     ds = datasets.Dataset.from_dict({"body": multilingual_texts["hi"]})
-    from_ds = lsn.record_activations(model, {"hi": ds}, tokenizer=tiny_tokenizer, text_column="body",
-                                     seq_len=SEQ_LEN, progress=False)
-    from_list = lsn.record_activations(model, {"hi": multilingual_texts["hi"]}, tokenizer=tiny_tokenizer,
-                                       seq_len=SEQ_LEN, progress=False)
+    from_ds = lsn.record_activations(
+        model, {"hi": ds}, tokenizer=tiny_tokenizer, text_column="body", seq_len=SEQ_LEN, progress=False
+    )
+    from_list = lsn.record_activations(
+        model, {"hi": multilingual_texts["hi"]}, tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, progress=False
+    )
     assert torch.equal(from_ds.counts, from_list.counts)
     with pytest.raises(ValueError, match="no `text` column"):
         lsn.record_activations(model, {"hi": ds}, tokenizer=tiny_tokenizer, progress=False)
@@ -86,8 +89,15 @@ def crash_on_call(model, n):
 def test_resume_after_a_crash_gives_exact_counts(tmp_path, multilingual_texts, tiny_tokenizer):
     model = big_model(tiny_tokenizer)
     texts = {g: multilingual_texts[g] for g in ("en", "de", "ar")}
-    kwargs = dict(tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, batch_size=2, record_sums=True, quantile=0.9,
-                  threshold=fixed_threshold(model), progress=False)
+    kwargs = dict(
+        tokenizer=tiny_tokenizer,
+        seq_len=SEQ_LEN,
+        batch_size=2,
+        record_sums=True,
+        quantile=0.9,
+        threshold=fixed_threshold(model),
+        progress=False,
+    )
     expected = lsn.record_activations(model, texts, **kwargs)
 
     ckpt = tmp_path / "ckpt"
@@ -139,9 +149,22 @@ def test_two_processes_equal_one_process(tmp_path, multilingual_texts, tiny_toke
     """Two real CPU processes (accelerate launch, gloo) give exactly the one-process counts."""
     out = tmp_path / "stats.safetensors"
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", "29517", str(WORKER), str(out),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29517",
+        str(WORKER),
+        str(out),
     ]
     env = os.environ | {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -153,8 +176,17 @@ def test_two_processes_equal_one_process(tmp_path, multilingual_texts, tiny_toke
     from distributed_worker import corpora_and_model
 
     model, corpora = corpora_and_model(tiny_tokenizer, multilingual_texts)
-    single = lsn.record_activations(model, corpora, tokenizer=tiny_tokenizer, seq_len=SEQ_LEN, batch_size=2,
-                                    quantile=0.9, threshold=fixed_threshold(model), record_sums=True, progress=False)
+    single = lsn.record_activations(
+        model,
+        corpora,
+        tokenizer=tiny_tokenizer,
+        seq_len=SEQ_LEN,
+        batch_size=2,
+        quantile=0.9,
+        threshold=fixed_threshold(model),
+        record_sums=True,
+        progress=False,
+    )
     assert torch.equal(distributed.counts, single.counts)
     assert torch.equal(distributed.tokens, single.tokens)
     assert torch.equal(distributed.above_quantile, single.above_quantile)

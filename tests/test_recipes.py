@@ -14,8 +14,12 @@ def entry_point(path: Path):
     if task == "mt":
         from lsn import translate
 
-        return [translate.ModelArguments, translate.DataArguments, translate.SpecializationArguments,
-                translate.Seq2SeqTrainingArguments]
+        return [
+            translate.ModelArguments,
+            translate.DataArguments,
+            translate.SpecializationArguments,
+            translate.Seq2SeqTrainingArguments,
+        ]
     if task in ("xnli", "xquad"):
         from lsn import train
 
@@ -25,10 +29,10 @@ def entry_point(path: Path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(RECIPES)))
 def test_recipe_parses(path, monkeypatch):
-    from lsn.arguments import parse_recipe
-
     # Recipes for GPUs ask for bf16; parse them as written, on a CPU machine.
     import transformers.training_args as ta
+
+    from lsn.arguments import parse_recipe
 
     monkeypatch.setattr(ta, "is_torch_bf16_gpu_available", lambda *a, **k: True, raising=False)
     parsed = parse_recipe(entry_point(path), [str(path), "--output_dir", "/tmp/lsn-recipe-check"])
@@ -41,8 +45,12 @@ def test_recipe_overrides_and_unknown_fields(tmp_path):
     from lsn import translate
     from lsn.arguments import parse_recipe
 
-    classes = [translate.ModelArguments, translate.DataArguments, translate.SpecializationArguments,
-               translate.Seq2SeqTrainingArguments]
+    classes = [
+        translate.ModelArguments,
+        translate.DataArguments,
+        translate.SpecializationArguments,
+        translate.Seq2SeqTrainingArguments,
+    ]
     recipe = RECIPES / "tiny/mt/config_specialized.yaml"
     _, data, spec, training = parse_recipe(classes, [str(recipe), "--k", "0.5", "--output_dir", str(tmp_path)])
     assert spec.k == 0.5 and data.directions == ["en-de", "de-en", "en-zh", "zh-en"] and training.max_steps == 40

@@ -131,7 +131,9 @@ def test_encoder_decoder_counts_per_side(family):
     counts, tokens, *_ = reference_stats(model, corpora)
     assert torch.equal(stats.counts, counts)
     assert torch.equal(stats.tokens, tokens)
-    assert torch.equal(stats.encoder_tokens, torch.tensor([sum(int(b["attention_mask"].sum()) for b in v) for v in corpora.values()]))
+    assert torch.equal(
+        stats.encoder_tokens, torch.tensor([sum(int(b["attention_mask"].sum()) for b in v) for v in corpora.values()])
+    )
     assert stats.num_encoder_layers == 2
     p = stats.probabilities()
     assert torch.equal(p[:2], stats.counts[:2].double() / stats.encoder_tokens.double())

@@ -12,8 +12,9 @@ from lsn import ActivationStats, NeuronSet, random_neurons, select_by_probabilit
 def make_stats(counts, tokens, groups=None, **kwargs):
     counts = torch.as_tensor(np.asarray(counts), dtype=torch.long)
     groups = groups or [f"g{k}" for k in range(counts.shape[-1])]
-    return ActivationStats(counts=counts, tokens=torch.as_tensor(np.asarray(tokens), dtype=torch.long),
-                           groups=groups, **kwargs)
+    return ActivationStats(
+        counts=counts, tokens=torch.as_tensor(np.asarray(tokens), dtype=torch.long), groups=groups, **kwargs
+    )
 
 
 def planted_counts(layers, neurons, K, seed, zero_share=0.0, specific=0, specific_rate=0.9):
@@ -31,7 +32,7 @@ def planted_counts(layers, neurons, K, seed, zero_share=0.0, specific=0, specifi
     flat[free[:n_zero]] = 0
     planted = {}
     for k in range(K):
-        idx = free[n_zero + k * specific: n_zero + (k + 1) * specific]
+        idx = free[n_zero + k * specific : n_zero + (k + 1) * specific]
         flat[idx] = 0
         flat[idx, k] = int(specific_rate * tokens[k])
         planted[k] = sorted(idx.tolist())
@@ -91,7 +92,9 @@ LAPE_SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("shape, seed, zero_share", [((4, 500, 5), 0, 0.0), ((3, 64, 2), 1, 0.2), ((2, 100, 7), 2, 0.5)])
+@pytest.mark.parametrize(
+    "shape, seed, zero_share", [((4, 500, 5), 0, 0.0), ((3, 64, 2), 1, 0.2), ((2, 100, 7), 2, 0.5)]
+)
 @pytest.mark.parametrize("rates", LAPE_SETTINGS)
 def test_lape_matches_reference(shape, seed, zero_share, rates):
     counts, tokens, _ = planted_counts(*shape, seed=seed, zero_share=zero_share)
@@ -128,7 +131,7 @@ def test_lape_finds_planted_language_neurons():
         others = {(f // I, f % I) for kk in planted if kk != k for f in planted[kk]}
         assert not (mine & others), g
     assert ns.model == {"model_name": "org/m"}
-    assert ns.parameters["tokens"] == dict(zip(stats.groups, tokens.tolist()))
+    assert ns.parameters["tokens"] == dict(zip(stats.groups, tokens.tolist(), strict=True))
 
 
 def test_lape_ties_break_by_lower_flat_index():
@@ -144,8 +147,12 @@ def test_lape_ties_break_by_lower_flat_index():
     kept = sorted(zero_h)[:5]  # [3, 7, 13, 31, 64]
     got = {f for g in ns.groups for l, idx in enumerate(ns[g]) for f in (l * I + idx).tolist()}
     assert got == set(kept)
-    assert [t.tolist() for t in ns["g0"]] == per_layer([f for i, f in enumerate(zero_h) if i % 2 == 0 and f in kept], L, I)
-    assert [t.tolist() for t in ns["g1"]] == per_layer([f for i, f in enumerate(zero_h) if i % 2 == 1 and f in kept], L, I)
+    assert [t.tolist() for t in ns["g0"]] == per_layer(
+        [f for i, f in enumerate(zero_h) if i % 2 == 0 and f in kept], L, I
+    )
+    assert [t.tolist() for t in ns["g1"]] == per_layer(
+        [f for i, f in enumerate(zero_h) if i % 2 == 1 and f in kept], L, I
+    )
     expected, _, _ = lape_reference(counts, [1000, 1000])
     assert as_lists(ns) == expected
 
@@ -180,8 +187,16 @@ def test_lape_single_group_raises():
         select_lape(make_stats(np.ones((2, 10, 1)), [5]))
 
 
-@pytest.mark.parametrize("kwargs", [dict(top_rate=0), dict(top_rate=1.5), dict(filter_rate=-0.1),
-                                    dict(activation_bar_ratio=0), dict(activation_bar_ratio=2)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(top_rate=0),
+        dict(top_rate=1.5),
+        dict(filter_rate=-0.1),
+        dict(activation_bar_ratio=0),
+        dict(activation_bar_ratio=2),
+    ],
+)
 def test_lape_invalid_ratios_raise(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         select_lape(make_stats(np.ones((2, 10, 2)), [5, 5]), **kwargs)
@@ -211,13 +226,16 @@ def probability_reference(counts, tokens, score, top_k, min_score=0.0, above=Non
 
 
 @pytest.mark.parametrize("score", ["margin", "contrast"])
-@pytest.mark.parametrize("shape, seed, top_k, min_score", [
-    ((4, 500, 5), 0, 10, 0.0),
-    ((3, 64, 2), 1, 20, 0.0),
-    ((2, 100, 7), 2, 15, 0.05),
-    ((2, 100, 3), 3, 200, 0.0),  # budget = every neuron: min_score decides
-    ((2, 100, 3), 4, 50, 0.2),
-])
+@pytest.mark.parametrize(
+    "shape, seed, top_k, min_score",
+    [
+        ((4, 500, 5), 0, 10, 0.0),
+        ((3, 64, 2), 1, 20, 0.0),
+        ((2, 100, 7), 2, 15, 0.05),
+        ((2, 100, 3), 3, 200, 0.0),  # budget = every neuron: min_score decides
+        ((2, 100, 3), 4, 50, 0.2),
+    ],
+)
 def test_probability_pooled_scores_match_reference(score, shape, seed, top_k, min_score):
     counts, tokens, _ = planted_counts(*shape, seed=seed, zero_share=0.1, specific=2)
     ns = select_by_probability(make_stats(counts, tokens), score=score, top_k=top_k, min_score=min_score)
@@ -255,9 +273,14 @@ def test_probability_faithful_uses_above_quantile():
     counts, tokens, _ = planted_counts(3, 80, 4, seed=8)
     rng = np.random.default_rng(9)
     above = np.floor(rng.random(counts.shape) * 0.2 * tokens).astype(np.int64)
-    stats = make_stats(counts, tokens, quantile=0.9, above_quantile=torch.as_tensor(above),
-                       quantile_means=torch.zeros(counts.shape, dtype=torch.float64),
-                       quantile_batches=torch.ones(4, dtype=torch.long))
+    stats = make_stats(
+        counts,
+        tokens,
+        quantile=0.9,
+        above_quantile=torch.as_tensor(above),
+        quantile_means=torch.zeros(counts.shape, dtype=torch.float64),
+        quantile_batches=torch.ones(4, dtype=torch.long),
+    )
     ns = select_by_probability(stats, score="faithful", top_k=7)
     assert as_lists(ns) == probability_reference(counts, tokens, "faithful", 7, above=above)
     assert ns.counts_per_layer().sum(1).tolist() == [7] * 4
@@ -270,8 +293,13 @@ def test_probability_above_threshold_scores_the_threshold_counts(score):
     above, _, _ = planted_counts(3, 80, 4, seed=11, specific=3)
     above = np.minimum(above, tokens)  # tokens are drawn from the same seed-free range: keep p <= 1
     threshold = torch.randn(3, 80)
-    stats = make_stats(counts, tokens, threshold=threshold, above_threshold=torch.as_tensor(above),
-                       metadata={"threshold": {"pooled_quantile": 0.9}})
+    stats = make_stats(
+        counts,
+        tokens,
+        threshold=threshold,
+        above_threshold=torch.as_tensor(above),
+        metadata={"threshold": {"pooled_quantile": 0.9}},
+    )
     ns = select_by_probability(stats, score=score, above="threshold", top_k=9)
     assert as_lists(ns) == probability_reference(above, tokens, score, 9)
     assert as_lists(ns) != probability_reference(counts, tokens, score, 9)  # not the firing counts
@@ -347,18 +375,23 @@ def test_specialized_per_group_k_and_encoder_k():
     rng = np.random.default_rng(3)
     L, n_enc = 5, 2
     counts = rng.integers(0, 50, (L, 30, 3))
-    stats = make_stats(counts, [100, 100, 100], groups=["en-de", "de-en", "en-fr"],
-                       encoder_tokens=torch.tensor([90, 90, 90]), metadata={"num_encoder_layers": n_enc})
+    stats = make_stats(
+        counts,
+        [100, 100, 100],
+        groups=["en-de", "de-en", "en-fr"],
+        encoder_tokens=torch.tensor([90, 90, 90]),
+        metadata={"num_encoder_layers": n_enc},
+    )
     k = {"en-de": 0.9, "de-en": 0.6, "en-fr": 0.75}
     enc = {"en-de": 0.5, "de-en": 0.95, "en-fr": 0.3}
     ns = select_specialized(stats, k, encoder_k=enc)
     for j, g in enumerate(stats.groups):
-        expected = specialized_reference(counts[..., j], lambda l: enc[g] if l < n_enc else k[g])
+        expected = specialized_reference(counts[..., j], lambda layer, g=g: enc[g] if layer < n_enc else k[g])
         assert [t.tolist() for t in ns[g]] == expected, g
     # a single encoder_k with per-group k
     ns = select_specialized(stats, k, encoder_k=0.4)
     for j, g in enumerate(stats.groups):
-        expected = specialized_reference(counts[..., j], lambda l: 0.4 if l < n_enc else k[g])
+        expected = specialized_reference(counts[..., j], lambda layer, g=g: 0.4 if layer < n_enc else k[g])
         assert [t.tolist() for t in ns[g]] == expected, g
     # without encoder_k every layer uses k
     ns = select_specialized(stats, 0.8)
@@ -372,19 +405,22 @@ def test_specialized_encoder_k_ignored_for_decoder_only():
     assert select_specialized(stats, 0.8, encoder_k=0.3) == select_specialized(stats, 0.8)
 
 
-@pytest.mark.parametrize("kwargs", [dict(k=0), dict(k=1.5), dict(k=-0.2), dict(k={"g0": 0.9, "g1": 0.0}),
-                                    dict(k=0.9, encoder_k=1.2)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(k=0), dict(k=1.5), dict(k=-0.2), dict(k={"g0": 0.9, "g1": 0.0}), dict(k=0.9, encoder_k=1.2)]
+)
 def test_specialized_k_out_of_range_raises(kwargs):
-    stats = make_stats(np.ones((2, 10, 2)), [5, 5], encoder_tokens=torch.tensor([5, 5]),
-                       metadata={"num_encoder_layers": 1})
+    stats = make_stats(
+        np.ones((2, 10, 2)), [5, 5], encoder_tokens=torch.tensor([5, 5]), metadata={"num_encoder_layers": 1}
+    )
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         select_specialized(stats, **kwargs)
 
 
 @pytest.mark.parametrize("kwargs", [dict(k={"g0": 0.9}), dict(k=0.9, encoder_k={"g1": 0.5})])
 def test_specialized_missing_group_raises(kwargs):
-    stats = make_stats(np.ones((2, 10, 2)), [5, 5], encoder_tokens=torch.tensor([5, 5]),
-                       metadata={"num_encoder_layers": 1})
+    stats = make_stats(
+        np.ones((2, 10, 2)), [5, 5], encoder_tokens=torch.tensor([5, 5]), metadata={"num_encoder_layers": 1}
+    )
     with pytest.raises(ValueError, match="g1|g0"):
         select_specialized(stats, **kwargs)
 
@@ -394,8 +430,10 @@ def test_specialized_missing_group_raises(kwargs):
 
 def some_set():
     rng = np.random.default_rng(11)
-    neurons = {g: [sorted(rng.choice(100, size=n, replace=False).tolist()) for n in sizes]
-               for g, sizes in (("en", [10, 0, 25]), ("fr", [5, 40, 1]), ("zh", [30, 30, 30]))}
+    neurons = {
+        g: [sorted(rng.choice(100, size=n, replace=False).tolist()) for n in sizes]
+        for g, sizes in (("en", [10, 0, 25]), ("fr", [5, 40, 1]), ("zh", [30, 30, 30]))
+    }
     return NeuronSet(neurons, num_layers=3, num_neurons=100, method="lape", model={"model_name": "org/m"})
 
 
@@ -407,7 +445,7 @@ def test_random_neurons_same_counts_and_seeded(exclude):
     assert torch.equal(a.counts_per_layer(), ns.counts_per_layer())
     for g in a.groups:
         for idx in a[g]:
-            assert idx.numel() == 0 or (0 <= idx.min() and idx.max() < 100)
+            assert idx.numel() == 0 or (idx.min() >= 0 and idx.max() < 100)
     assert a == random_neurons(ns, seed=1, exclude_selected=exclude)
     assert a != random_neurons(ns, seed=2, exclude_selected=exclude)
     assert a.method == "random" and a.parameters == {"like": "lape", "seed": 1, "exclude_selected": exclude}

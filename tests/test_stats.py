@@ -31,8 +31,17 @@ def assert_stats_equal(a, b):
     assert a.groups == b.groups
     assert a.quantile == b.quantile
     assert a.metadata == b.metadata
-    for name in ("counts", "tokens", "sums", "quantile_means", "quantile_batches", "above_quantile",
-                 "threshold", "above_threshold", "encoder_tokens"):
+    for name in (
+        "counts",
+        "tokens",
+        "sums",
+        "quantile_means",
+        "quantile_batches",
+        "above_quantile",
+        "threshold",
+        "above_threshold",
+        "encoder_tokens",
+    ):
         x, y = getattr(a, name), getattr(b, name)
         assert (x is None) == (y is None), name
         if x is not None:
@@ -70,8 +79,9 @@ def test_encoder_decoder_token_counts():
     counts = torch.arange(4 * 2 * 2).reshape(4, 2, 2).long()
     tokens = torch.tensor([40, 50])
     enc = torch.tensor([80, 100])
-    stats = ActivationStats(counts=counts, tokens=tokens, encoder_tokens=enc, groups=["en-de", "de-en"],
-                            metadata={"num_encoder_layers": 1})
+    stats = ActivationStats(
+        counts=counts, tokens=tokens, encoder_tokens=enc, groups=["en-de", "de-en"], metadata={"num_encoder_layers": 1}
+    )
     assert stats.num_encoder_layers == 1
     assert stats.token_counts().tolist() == [[80, 100], [40, 50], [40, 50], [40, 50]]
     p = stats.probabilities()
@@ -97,8 +107,13 @@ def test_group_without_tokens_raises_naming_it(tokens, encoder_tokens, empty):
     counts = torch.zeros(2, 3, 3, dtype=torch.long)
     metadata = {"num_encoder_layers": 1} if encoder_tokens else {}
     with pytest.raises(ValueError, match="no tokens") as err:
-        ActivationStats(counts=counts, tokens=torch.tensor(tokens), groups=["en", "fr", "zh"],
-                        encoder_tokens=torch.tensor(encoder_tokens) if encoder_tokens else None, metadata=metadata)
+        ActivationStats(
+            counts=counts,
+            tokens=torch.tensor(tokens),
+            groups=["en", "fr", "zh"],
+            encoder_tokens=torch.tensor(encoder_tokens) if encoder_tokens else None,
+            metadata=metadata,
+        )
     assert f"'{empty}'" in str(err.value)
     others = {"en", "fr", "zh"} - {empty}
     assert not any(f"'{g}'" in str(err.value) for g in others)
@@ -124,14 +139,26 @@ def test_invalid_construction_raises(kwargs, words):
 
 
 def test_select_groups_reorders_every_tensor():
-    stats = planted(full=True, groups=("en", "fr", "zh", "ja"), encoder_tokens=torch.tensor([9, 8, 7, 6]),
-                    metadata={"model_name": "m", "num_encoder_layers": 1})
+    stats = planted(
+        full=True,
+        groups=("en", "fr", "zh", "ja"),
+        encoder_tokens=torch.tensor([9, 8, 7, 6]),
+        metadata={"model_name": "m", "num_encoder_layers": 1},
+    )
     sub = stats.select_groups(["zh", "en"])
     assert sub.groups == ["zh", "en"]
     assert sub.quantile == 0.9 and sub.metadata == stats.metadata
     assert torch.equal(sub.threshold, stats.threshold)
-    for name in ("counts", "tokens", "sums", "quantile_means", "quantile_batches", "above_quantile",
-                 "above_threshold", "encoder_tokens"):
+    for name in (
+        "counts",
+        "tokens",
+        "sums",
+        "quantile_means",
+        "quantile_batches",
+        "above_quantile",
+        "above_threshold",
+        "encoder_tokens",
+    ):
         full = getattr(stats, name)
         assert torch.equal(getattr(sub, name)[..., 0], full[..., 2]), name
         assert torch.equal(getattr(sub, name)[..., 1], full[..., 0]), name
@@ -147,8 +174,12 @@ def test_select_groups_reorders_every_tensor():
     [
         lambda: planted(),
         lambda: planted(full=True, metadata={"model_name": "org/tiny", "seq_len": 16, "corpora": {"en": "wiki"}}),
-        lambda: planted(full=True, groups=("en-de", "de-en"), encoder_tokens=torch.tensor([11, 13]),
-                        metadata={"num_encoder_layers": 2, "model_name": "x/marian", "note": "ünïcode 中文"}),
+        lambda: planted(
+            full=True,
+            groups=("en-de", "de-en"),
+            encoder_tokens=torch.tensor([11, 13]),
+            metadata={"num_encoder_layers": 2, "model_name": "x/marian", "note": "ünïcode 中文"},
+        ),
     ],
 )
 def test_save_load_round_trip(tmp_path, make):
@@ -266,12 +297,24 @@ def test_merge_appends_new_groups_and_weights_quantile_means():
 
 def test_merge_quantile_means_hand_numbers():
     ones = torch.ones(1, 1, 1, dtype=torch.long)
-    a = ActivationStats(counts=ones, tokens=torch.tensor([4]), groups=["en"], quantile=0.9,
-                        quantile_means=torch.full((1, 1, 1), 1.0, dtype=torch.float64),
-                        quantile_batches=torch.tensor([3]), above_quantile=ones)
-    b = ActivationStats(counts=ones, tokens=torch.tensor([4]), groups=["en"], quantile=0.9,
-                        quantile_means=torch.full((1, 1, 1), 5.0, dtype=torch.float64),
-                        quantile_batches=torch.tensor([1]), above_quantile=ones)
+    a = ActivationStats(
+        counts=ones,
+        tokens=torch.tensor([4]),
+        groups=["en"],
+        quantile=0.9,
+        quantile_means=torch.full((1, 1, 1), 1.0, dtype=torch.float64),
+        quantile_batches=torch.tensor([3]),
+        above_quantile=ones,
+    )
+    b = ActivationStats(
+        counts=ones,
+        tokens=torch.tensor([4]),
+        groups=["en"],
+        quantile=0.9,
+        quantile_means=torch.full((1, 1, 1), 5.0, dtype=torch.float64),
+        quantile_batches=torch.tensor([1]),
+        above_quantile=ones,
+    )
     m = a.merge(b)
     assert m.quantile_means.item() == pytest.approx((1.0 * 3 + 5.0 * 1) / 4)
     assert m.quantile_batches.tolist() == [4]

@@ -27,8 +27,9 @@ def setup(tmp_path_factory, tiny_tokenizer):
     model_dir = root / "model"
     make_tiny_model("llama", vocab_size=len(tiny_tokenizer), max_position_embeddings=512).save_pretrained(model_dir)
     tiny_tokenizer.save_pretrained(model_dir)
-    neurons = lsn.NeuronSet({"en": [[1, 2, 3], [4, 5]], "zh": [[6], [7, 8, 9]]}, num_layers=2, num_neurons=64,
-                            method="test")
+    neurons = lsn.NeuronSet(
+        {"en": [[1, 2, 3], [4, 5]], "zh": [[6], [7, 8, 9]]}, num_layers=2, num_neurons=64, method="test"
+    )
     neurons.save_pretrained(root / "neurons")
     data_dir = world_task_files(root / "world", nli_size=60, qa_size=20)
     return root, model_dir, data_dir
@@ -36,17 +37,47 @@ def setup(tmp_path_factory, tiny_tokenizer):
 
 def run(setup, name, *flags):
     root, model_dir, data_dir = setup
-    argv = ["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--neurons", str(root / "neurons"),
-            "--eval_languages", "en", "zh", "ar", "--max_steps", "3", "--per_device_train_batch_size", "4",
-            "--per_device_eval_batch_size", "8", "--max_eval_samples", "6", "--learning_rate", "1e-3",
-            "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--max_length", "128",
-            "--output_dir", str(root / name), *flags]
+    argv = [
+        "--model_name_or_path",
+        str(model_dir),
+        "--data_dir",
+        str(data_dir),
+        "--neurons",
+        str(root / "neurons"),
+        "--eval_languages",
+        "en",
+        "zh",
+        "ar",
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "8",
+        "--max_eval_samples",
+        "6",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "true",
+        "--save_strategy",
+        "no",
+        "--max_length",
+        "128",
+        "--output_dir",
+        str(root / name),
+        *flags,
+    ]
     return lsn_train.main(*parse_recipe(CLASSES, argv))
 
 
 @pytest.mark.parametrize("condition", lsn_train.CONDITIONS)
 def test_every_condition_xnli_classification(setup, condition):
-    results = run(setup, f"xnli-{condition}", "--condition", condition, "--neuron_groups", "en", "--train_fraction", "1.0")
+    results = run(
+        setup, f"xnli-{condition}", "--condition", condition, "--neuron_groups", "en", "--train_fraction", "1.0"
+    )
     assert set(results) == {"en", "zh", "ar"} and all(0 <= r["accuracy"] <= 1 for r in results.values())
     root = setup[0]
     saved = json.loads((root / f"xnli-{condition}" / "eval_results.json").read_text())
@@ -66,8 +97,17 @@ def test_prompt_formats_and_the_results_table(setup, capsys):
     root = setup[0]
     for condition in ("lora", "neuron-lora", "random-neuron-lora"):  # this test's own runs
         run(setup, f"table-{condition}", "--condition", condition, "--neuron_groups", "en", "--train_fraction", "1.0")
-    table = lsn_evaluate.main([str(root / "table-lora"), str(root / "table-neuron-lora"),
-                               str(root / "table-random-neuron-lora"), "--baseline", "lora", "--output", str(root / "table")])
+    table = lsn_evaluate.main(
+        [
+            str(root / "table-lora"),
+            str(root / "table-neuron-lora"),
+            str(root / "table-random-neuron-lora"),
+            "--baseline",
+            "lora",
+            "--output",
+            str(root / "table"),
+        ]
+    )
     assert table.splitlines()[0] == "| language | lora | neuron-lora | random-neuron-lora |"
     assert len(table.splitlines()) == 2 + 3 + 1  # header, rule, 3 languages, mean
     saved = json.loads((root / "table" / "results.json").read_text())
@@ -80,8 +120,20 @@ def test_bad_condition_and_missing_neurons(setup):
     with pytest.raises(ValueError, match="`condition` must be one of"):
         run(setup, "bad", "--condition", "magic")
     root, model_dir, data_dir = setup
-    argv = ["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--condition", "neuron-lora",
-            "--output_dir", str(root / "bad2"), "--use_cpu", "true", "--report_to", "none"]
+    argv = [
+        "--model_name_or_path",
+        str(model_dir),
+        "--data_dir",
+        str(data_dir),
+        "--condition",
+        "neuron-lora",
+        "--output_dir",
+        str(root / "bad2"),
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+    ]
     with pytest.raises(ValueError, match="needs `neurons:`"):
         lsn_train.main(*parse_recipe(CLASSES, argv))
 
@@ -89,12 +141,46 @@ def test_bad_condition_and_missing_neurons(setup):
 def test_two_real_cpu_processes_under_accelerate_launch(setup):
     root, model_dir, data_dir = setup
     config = Path(__file__).resolve().parents[1] / "recipes/accelerate_configs/cpu_2proc.yaml"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--main_process_port",
-           "29519", "-m", "lsn.train", "--model_name_or_path", str(model_dir), "--data_dir", str(data_dir),
-           "--neurons", str(root / "neurons"), "--condition", "neuron-lora", "--eval_languages", "en", "zh",
-           "--max_steps", "2", "--per_device_train_batch_size", "4", "--max_eval_samples", "4", "--report_to", "none",
-           "--use_cpu", "true", "--save_strategy", "no", "--train_fraction", "1.0", "--max_length", "128",
-           "--output_dir", str(root / "ddp")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--main_process_port",
+        "29519",
+        "-m",
+        "lsn.train",
+        "--model_name_or_path",
+        str(model_dir),
+        "--data_dir",
+        str(data_dir),
+        "--neurons",
+        str(root / "neurons"),
+        "--condition",
+        "neuron-lora",
+        "--eval_languages",
+        "en",
+        "zh",
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_eval_samples",
+        "4",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "true",
+        "--save_strategy",
+        "no",
+        "--train_fraction",
+        "1.0",
+        "--max_length",
+        "128",
+        "--output_dir",
+        str(root / "ddp"),
+    ]
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -108,9 +194,23 @@ def test_tiny_recipes_run_offline(tmp_path, monkeypatch, task):
     """The shipped tiny recipes (demo model, world data, demo LAPE neurons), shortened."""
     monkeypatch.setenv("LSN_CACHE", str(tmp_path / "cache"))
     recipe = Path(__file__).resolve().parents[1] / f"recipes/tiny/{task}/config_neuron_lora.yaml"
-    results = lsn_train.main(*parse_recipe(CLASSES, [str(recipe), "--output_dir", str(tmp_path / "run"),
-                                                     "--max_steps", "2", "--max_eval_samples", "4",
-                                                     "--eval_languages", "en", "hi"]))
+    results = lsn_train.main(
+        *parse_recipe(
+            CLASSES,
+            [
+                str(recipe),
+                "--output_dir",
+                str(tmp_path / "run"),
+                "--max_steps",
+                "2",
+                "--max_eval_samples",
+                "4",
+                "--eval_languages",
+                "en",
+                "hi",
+            ],
+        )
+    )
     assert set(results) == {"en", "hi"}
     assert lsn.NeuronSet.load(tmp_path / "run" / "neurons").groups == ["en"]
 
@@ -120,20 +220,34 @@ def test_neuron_lora_on_a_4bit_base(setup, tiny_tokenizer):
     bnb = pytest.importorskip("bitsandbytes")
     root = setup[0]
     model_dir = root / "model-64"  # bitsandbytes quantizes in blocks of 64 values
-    make_tiny_model("llama", vocab_size=len(tiny_tokenizer), max_position_embeddings=512, hidden_size=64,
-                    intermediate_size=128).save_pretrained(model_dir)
+    make_tiny_model(
+        "llama", vocab_size=len(tiny_tokenizer), max_position_embeddings=512, hidden_size=64, intermediate_size=128
+    ).save_pretrained(model_dir)
     tiny_tokenizer.save_pretrained(model_dir)
     neurons = lsn.NeuronSet({"en": [[1, 2, 100], [4, 127]]}, num_layers=2, num_neurons=128, method="test")
     neurons.save_pretrained(root / "neurons-128")
-    results = run((root, model_dir, setup[2]), "xnli-4bit", "--condition", "neuron-lora", "--neuron_groups", "en",
-                  "--neurons", str(root / "neurons-128"), "--load_in_4bit", "true", "--train_fraction", "1.0")
+    results = run(
+        (root, model_dir, setup[2]),
+        "xnli-4bit",
+        "--condition",
+        "neuron-lora",
+        "--neuron_groups",
+        "en",
+        "--neurons",
+        str(root / "neurons-128"),
+        "--load_in_4bit",
+        "true",
+        "--train_fraction",
+        "1.0",
+    )
     assert set(results) == {"en", "zh", "ar"} and all(0 <= r["accuracy"] <= 1 for r in results.values())
     out = root / "xnli-4bit"
     assert json.loads((out / "lsn_run.json").read_text())["model"]["load_in_4bit"] is True
 
     quantization = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)
     base = transformers.AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=3, quantization_config=quantization, device_map="cpu")
+        model_dir, num_labels=3, quantization_config=quantization, device_map="cpu"
+    )
     model = peft.PeftModel.from_pretrained(base, out)
     gate = model.base_model.model.model.layers[0].mlp.gate_proj
     assert isinstance(gate.get_base_layer(), bnb.nn.Linear4bit)

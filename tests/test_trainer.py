@@ -9,23 +9,40 @@ from transformers import DataCollatorForLanguageModeling, TrainingArguments
 import lsn
 from lsn.trainer import NeuronTrainer
 
-NEURONS = lsn.NeuronSet({"en": [[1, 2, 3], [4, 5]], "de": [[10], [11, 12]]}, num_layers=2, num_neurons=64,
-                        method="test")
+NEURONS = lsn.NeuronSet(
+    {"en": [[1, 2, 3], [4, 5]], "de": [[10], [11, 12]]}, num_layers=2, num_neurons=64, method="test"
+)
 
 
 def lm_dataset(tokenizer, texts, seq_len=16):
     ids = [i for t in texts for i in tokenizer(t)["input_ids"]]
-    rows = [ids[i:i + seq_len] for i in range(0, len(ids) - seq_len, seq_len)][:48]
+    rows = [ids[i : i + seq_len] for i in range(0, len(ids) - seq_len, seq_len)][:48]
     return datasets.Dataset.from_dict({"input_ids": rows})
 
 
 def make_trainer(tmp_path, tokenizer, texts, max_steps=8, save_steps=100, **kwargs):
     model = make_tiny_model("llama", vocab_size=len(tokenizer))
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=max_steps,
-                             learning_rate=5e-3, save_steps=save_steps, logging_steps=100, report_to=[],
-                             use_cpu=True, seed=0, data_seed=0)
-    return NeuronTrainer(model, args, neurons=NEURONS, neuron_groups="en", train_dataset=lm_dataset(tokenizer, texts),
-                         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), **kwargs)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=max_steps,
+        learning_rate=5e-3,
+        save_steps=save_steps,
+        logging_steps=100,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        data_seed=0,
+    )
+    return NeuronTrainer(
+        model,
+        args,
+        neurons=NEURONS,
+        neuron_groups="en",
+        train_dataset=lm_dataset(tokenizer, texts),
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        **kwargs,
+    )
 
 
 def adapter_state(trainer):
@@ -67,9 +84,15 @@ def test_bad_combinations_raise(tmp_path, tiny_tokenizer):
     model = make_tiny_model("llama")
     wrapped = peft.get_peft_model(model, lsn.NeuronConfig(neurons={0: [1]}))
     with pytest.raises(ValueError, match="already a PeftModel"):
-        NeuronTrainer(wrapped, TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
-                      neuron_config=lsn.NeuronConfig(neurons={0: [2]}))
+        NeuronTrainer(
+            wrapped,
+            TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
+            neuron_config=lsn.NeuronConfig(neurons={0: [2]}),
+        )
     other = lsn.NeuronSet({"en": [[1]] * 3}, num_layers=3, num_neurons=64)
     with pytest.raises(ValueError, match="3 layers x 64 neurons"):
-        NeuronTrainer(make_tiny_model("llama"), TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
-                      neurons=other)
+        NeuronTrainer(
+            make_tiny_model("llama"),
+            TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
+            neurons=other,
+        )

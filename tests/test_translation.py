@@ -13,8 +13,16 @@ from lsn.demo.tokenizer import train_tokenizer
 from lsn.demo.world import LANGUAGES, parallel_corpus
 from lsn.models import find_neuron_sites
 from lsn.translation import (
-    DirectionBatchSampler, SpecializationTrainer, TaskCollator, TaskMasks, TranslationFormat, build_dataset,
-    direction_batches, identify, score_direction, temperature_probabilities,
+    DirectionBatchSampler,
+    SpecializationTrainer,
+    TaskCollator,
+    TaskMasks,
+    TranslationFormat,
+    build_dataset,
+    direction_batches,
+    identify,
+    score_direction,
+    temperature_probabilities,
 )
 
 DIRECTIONS = ["en-de", "de-en", "en-zh"]
@@ -29,8 +37,13 @@ def world_pairs():
 @pytest.fixture(scope="module")
 def seq2seq_tokenizer():
     texts = [r[lang] for r in parallel_corpus(200, seed=0) for lang in LANGUAGES]
-    return train_tokenizer(texts, vocab_size=400, add_bos=False, add_eos=True,
-                           extra_special_tokens=[TranslationFormat.tag(lang) for lang in LANGUAGES])
+    return train_tokenizer(
+        texts,
+        vocab_size=400,
+        add_bos=False,
+        add_eos=True,
+        extra_special_tokens=[TranslationFormat.tag(lang) for lang in LANGUAGES],
+    )
 
 
 def tiny_m2m(tokenizer):
@@ -40,14 +53,19 @@ def tiny_m2m(tokenizer):
 def test_identification_equals_an_independent_count(world_pairs, seq2seq_tokenizer, tiny_tokenizer):
     cases = [
         (tiny_m2m(seq2seq_tokenizer), seq2seq_tokenizer, TranslationFormat("tag")),
-        (make_tiny_model("llama", vocab_size=len(tiny_tokenizer), max_position_embeddings=512), tiny_tokenizer,
-         TranslationFormat("prompt")),
+        (
+            make_tiny_model("llama", vocab_size=len(tiny_tokenizer), max_position_embeddings=512),
+            tiny_tokenizer,
+            TranslationFormat("prompt"),
+        ),
     ]
     for model, tokenizer, fmt in cases:
         stats, neurons = identify(model, tokenizer, fmt, world_pairs, k=0.9, batch_size=5, progress=False)
         encdec = model.config.is_encoder_decoder
-        batches = {d: direction_batches(tokenizer, fmt, d, p, 5, model=model if encdec else None)
-                   for d, p in world_pairs.items()}
+        batches = {
+            d: direction_batches(tokenizer, fmt, d, p, 5, model=model if encdec else None)
+            for d, p in world_pairs.items()
+        }
         counts, tokens, *_ = reference_stats(model, batches)
         assert torch.equal(stats.counts, counts)
         assert torch.equal(stats.tokens, tokens)
@@ -68,19 +86,24 @@ def _loss_and_grads(model, batch):
 @pytest.mark.parametrize("family", ["m2m100", "llama"])
 def test_masked_neurons_output_zero_and_get_no_gradient(family, world_pairs, seq2seq_tokenizer, tiny_tokenizer):
     tokenizer = seq2seq_tokenizer if family == "m2m100" else tiny_tokenizer
-    model = (tiny_m2m(tokenizer) if family == "m2m100"
-             else make_tiny_model("llama", vocab_size=len(tokenizer), max_position_embeddings=512)).train()
+    model = (
+        tiny_m2m(tokenizer)
+        if family == "m2m100"
+        else make_tiny_model("llama", vocab_size=len(tokenizer), max_position_embeddings=512)
+    ).train()
     fmt = TranslationFormat("tag" if family == "m2m100" else "prompt")
     sites = find_neuron_sites(model)
     keep = {d: [torch.arange(0, 64, 2 + k) for _ in sites] for k, d in enumerate(DIRECTIONS)}
     neurons = lsn.NeuronSet(keep, num_layers=len(sites), num_neurons=64, method="test")
     masks = TaskMasks(neurons)
-    batch = direction_batches(tokenizer, fmt, "de-en", world_pairs["de-en"][:4], 4,
-                              model=model if family == "m2m100" else None)[0]
+    batch = direction_batches(
+        tokenizer, fmt, "de-en", world_pairs["de-en"][:4], 4, model=model if family == "m2m100" else None
+    )[0]
     seen = {}
     with masks.attached(model):
-        probes = [s.activation.register_forward_hook(lambda m, a, out, i=s.index: seen.__setitem__(i, out))
-                  for s in sites]  # registered after the mask: sees the masked activation
+        probes = [
+            s.activation.register_forward_hook(lambda m, a, out, i=s.index: seen.__setitem__(i, out)) for s in sites
+        ]  # registered after the mask: sees the masked activation
         masks.set_task("de-en")
         grads = _loss_and_grads(model, batch)
         for p in probes:
@@ -130,7 +153,9 @@ def test_bleu_and_chrf_equal_sacrebleu():
     assert score.chrf == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs], word_order=2).score)
     assert "tok:13a" in score.bleu_signature and "nw:2" in score.chrf_signature
     zh = score_direction("en-zh", ["猫坐在垫子上。"], ["猫坐在垫子上了。"])
-    assert zh.bleu == pytest.approx(sacrebleu.corpus_bleu(["猫坐在垫子上。"], [["猫坐在垫子上了。"]], tokenize="zh").score)
+    assert zh.bleu == pytest.approx(
+        sacrebleu.corpus_bleu(["猫坐在垫子上。"], [["猫坐在垫子上了。"]], tokenize="zh").score
+    )
 
 
 def test_trainer_uses_one_direction_per_batch_with_its_mask(tmp_path, world_pairs, seq2seq_tokenizer):
@@ -139,8 +164,12 @@ def test_trainer_uses_one_direction_per_batch_with_its_mask(tmp_path, world_pair
     model = tiny_m2m(seq2seq_tokenizer)
     fmt = TranslationFormat("tag")
     sites = find_neuron_sites(model)
-    neurons = lsn.NeuronSet({d: [torch.arange(k, 64, 3) for _ in sites] for k, d in enumerate(DIRECTIONS)},
-                            num_layers=len(sites), num_neurons=64, method="test")
+    neurons = lsn.NeuronSet(
+        {d: [torch.arange(k, 64, 3) for _ in sites] for k, d in enumerate(DIRECTIONS)},
+        num_layers=len(sites),
+        num_neurons=64,
+        method="test",
+    )
     masks = TaskMasks(neurons)
     train = build_dataset(seq2seq_tokenizer, fmt, world_pairs, DIRECTIONS)
     seen = []
@@ -152,12 +181,26 @@ def test_trainer_uses_one_direction_per_batch_with_its_mask(tmp_path, world_pair
             seen.append((tasks, self.task_masks.task))
             return loss
 
-    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=6,
-                                    learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True,
-                                    logging_steps=100, seed=0)
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=6,
+        learning_rate=1e-3,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        logging_steps=100,
+        seed=0,
+    )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = Spy(model=model, args=args, train_dataset=train, data_collator=TaskCollator(seq2seq_tokenizer, model),
-                  task_masks=masks, directions=DIRECTIONS)
+    trainer = Spy(
+        model=model,
+        args=args,
+        train_dataset=train,
+        data_collator=TaskCollator(seq2seq_tokenizer, model),
+        task_masks=masks,
+        directions=DIRECTIONS,
+    )
     trainer.train()
     assert len(seen) == 6
     for tasks, active in seen:
@@ -172,8 +215,10 @@ def test_loaders_flores_and_files(tmp_path, monkeypatch):
 
     from lsn.translation import load_flores, load_parallel_file
 
-    rows = {"eng_Latn": [{"id": 1, "text": "one"}, {"id": 2, "text": "two"}, {"id": 3, "text": "three"}],
-            "deu_Latn": [{"id": 2, "text": "zwei"}, {"id": 1, "text": "eins"}]}
+    rows = {
+        "eng_Latn": [{"id": 1, "text": "one"}, {"id": 2, "text": "two"}, {"id": 3, "text": "three"}],
+        "deu_Latn": [{"id": 2, "text": "zwei"}, {"id": 1, "text": "eins"}],
+    }
     calls = []
 
     def fake(name, config, split):
@@ -183,14 +228,20 @@ def test_loaders_flores_and_files(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake)
     pairs = load_flores(["en-de", "de-en"], "devtest")
     assert pairs == {"en-de": [("one", "eins"), ("two", "zwei")], "de-en": [("eins", "one"), ("zwei", "two")]}
-    assert calls == [("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
-                     ("openlanguagedata/flores_plus", "deu_Latn", "devtest")]
+    assert calls == [
+        ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+        ("openlanguagedata/flores_plus", "deu_Latn", "devtest"),
+    ]
     with pytest.raises(ValueError, match="No FLORES code for `xx`"):
         load_flores(["en-xx"])
 
     (tmp_path / "a.jsonl").write_text('{"source": "Hallo", "target": "Hello"}\n\n{"source": "Ja", "target": "Yes"}\n')
     (tmp_path / "a.tsv").write_text("Hallo\tHello\nJa\tYes\n")
-    assert load_parallel_file(tmp_path / "a.jsonl") == load_parallel_file(tmp_path / "a.tsv") == [("Hallo", "Hello"), ("Ja", "Yes")]
+    assert (
+        load_parallel_file(tmp_path / "a.jsonl")
+        == load_parallel_file(tmp_path / "a.tsv")
+        == [("Hallo", "Hello"), ("Ja", "Yes")]
+    )
     (tmp_path / "b.tsv").write_text("only one column\n")
     with pytest.raises(ValueError, match="line 1: expected 2 tab-separated columns"):
         load_parallel_file(tmp_path / "b.tsv")
@@ -207,7 +258,11 @@ def test_results_table_averages(tmp_path):
     results = {"baseline": scores(1), "specialized": scores(0)}
     table = results_table(results, tmp_path, resource_groups={"low": ["hi"]})
     averages = group_averages(results["specialized"], resource_groups={"low": ["hi"]})
-    assert averages["en->x"]["directions"] == 2 and averages["x->en"]["directions"] == 1 and averages["low"]["directions"] == 1
+    assert (
+        averages["en->x"]["directions"] == 2
+        and averages["x->en"]["directions"] == 1
+        and averages["low"]["directions"] == 1
+    )
     assert averages["all"]["bleu"] == pytest.approx(100.0)
     assert "| **en->x** |" in table and "BLEU signature" in table
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -223,9 +278,27 @@ def test_tiny_recipe_identify_train_evaluate(tmp_path):
     from lsn import translate
 
     recipe = Path(__file__).resolve().parents[1] / "recipes/tiny/mt/config_specialized.yaml"
-    translate.main(["all", str(recipe), "--output_dir", str(tmp_path), "--max_steps", "3", "--max_train_pairs", "40",
-                    "--max_eval_pairs", "4", "--num_beams", "1", "--max_new_tokens", "8",
-                    "--directions", "en-de", "de-en"])
+    translate.main(
+        [
+            "all",
+            str(recipe),
+            "--output_dir",
+            str(tmp_path),
+            "--max_steps",
+            "3",
+            "--max_train_pairs",
+            "40",
+            "--max_eval_pairs",
+            "4",
+            "--num_beams",
+            "1",
+            "--max_new_tokens",
+            "8",
+            "--directions",
+            "en-de",
+            "de-en",
+        ]
+    )
     neurons = lsn.NeuronSet.load(tmp_path / "neurons")
     assert neurons.groups == ["en-de", "de-en"] and neurons.method == "specialization"
     assert (tmp_path / "neurons" / "overlap.png").is_file()
@@ -255,9 +328,17 @@ def m2m100_tokenizer(tmp_path, seq2seq_tokenizer):
 
     texts = [r[lang] for r in parallel_corpus(200, seed=0) for lang in LANGUAGES]
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, vocab_size=400,
-                                   character_coverage=1.0, model_type="bpe", bos_id=-1, eos_id=-1, pad_id=-1,
-                                   minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=400,
+        character_coverage=1.0,
+        model_type="bpe",
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        minloglevel=2,
+    )
     (tmp_path / "spm.model").write_bytes(model.getvalue())
     pieces = spm.SentencePieceProcessor(model_proto=model.getvalue())
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
@@ -278,7 +359,7 @@ def test_codes_style_uses_the_tokenizers_language_codes(make_tokenizer, tmp_path
     for direction in DIRECTIONS:
         src, tgt = direction.split("-")
         pairs = world_pairs[direction][:3]
-        for (source, target), f in zip(pairs, fmt.encode(tok, direction, pairs)):
+        for (source, target), f in zip(pairs, fmt.encode(tok, direction, pairs), strict=True):
             assert f["input_ids"] == [code[src], *tok(source, add_special_tokens=False)["input_ids"], eos]
             assert f["labels"] == [code[tgt], *tok(target, add_special_tokens=False)["input_ids"], eos]
             assert f["attention_mask"] == [1] * len(f["input_ids"])
@@ -330,12 +411,42 @@ def test_nllb_recipe_runs_offline_on_a_tiny_seq2seq_model(tmp_path, world_pairs,
 
     recipe = Path(__file__).resolve().parents[1] / "recipes/nllb-200-distilled-600m/mt/config_specialized.yaml"
     out = tmp_path / "run"
-    translate.main(["all", str(recipe), "--model_name_or_path", str(model_dir), "--dtype", "float32",
-                    "--data_dir", str(data_dir), "--directions", *DIRECTIONS, "--output_dir", str(out),
-                    "--max_steps", "2", "--warmup_steps", "0", "--bf16", "false", "--use_cpu", "true",
-                    "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
-                    "--identify_batch_size", "4", "--num_beams", "2", "--max_new_tokens", "6",
-                    "--resource_groups", '{"high": ["de", "zh"]}'])
+    translate.main(
+        [
+            "all",
+            str(recipe),
+            "--model_name_or_path",
+            str(model_dir),
+            "--dtype",
+            "float32",
+            "--data_dir",
+            str(data_dir),
+            "--directions",
+            *DIRECTIONS,
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--warmup_steps",
+            "0",
+            "--bf16",
+            "false",
+            "--use_cpu",
+            "true",
+            "--per_device_train_batch_size",
+            "4",
+            "--gradient_accumulation_steps",
+            "1",
+            "--identify_batch_size",
+            "4",
+            "--num_beams",
+            "2",
+            "--max_new_tokens",
+            "6",
+            "--resource_groups",
+            '{"high": ["de", "zh"]}',
+        ]
+    )
     neurons = lsn.NeuronSet.load(out / "neurons")
     assert neurons.groups == DIRECTIONS and neurons.num_layers == 4  # encoder and decoder layers
     results = json.loads((out / "results.json").read_text())
@@ -352,5 +463,15 @@ def test_bad_json_recipe_fields_fail_before_any_model_loads(tmp_path, stage, fie
 
     recipe = Path(__file__).resolve().parents[1] / "recipes/tiny/mt/config_specialized.yaml"
     with pytest.raises(ValueError, match=rf"`{field}` must be a JSON object, e.g. .*got '\{{zh: x'"):
-        translate.main([stage, str(recipe), "--model_name_or_path", str(tmp_path / "no-such-model"),
-                        "--output_dir", str(tmp_path / "run"), f"--{field}", "{zh: x"])
+        translate.main(
+            [
+                stage,
+                str(recipe),
+                "--model_name_or_path",
+                str(tmp_path / "no-such-model"),
+                "--output_dir",
+                str(tmp_path / "run"),
+                f"--{field}",
+                "{zh: x",
+            ]
+        )

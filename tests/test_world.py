@@ -74,7 +74,7 @@ def test_parallel_rows_have_every_language_and_render_is_a_function():
     rows = parallel_corpus(20, seed=0)
     assert len(rows) == 20
     meanings = sample_meanings(20, seed=0)
-    for row, meaning in zip(rows, meanings):
+    for row, meaning in zip(rows, meanings, strict=True):
         assert set(row) == set(LANGUAGES)
         for lang in LANGUAGES:
             assert row[lang] == render(meaning, lang) == render(meaning, lang)
@@ -102,8 +102,10 @@ def test_distinct_meanings_give_distinct_sentences():
         "time": [Meaning("located", "anna", place="park", time=t) for t in {m.time for m in seen if m.time}],
         "count": [Meaning("have", "anna", obj="book", count=c) for c in range(1, 11)],
         "verb": [Meaning("action", "anna", verb=v, obj="ball") for v in ("see", "buy", "throw", "hide", "wash")],
-        "negated": [base, Meaning("action", "anna", verb="see", obj="book", adj="red", place="park",
-                                  time="morning", negated=True)],
+        "negated": [
+            base,
+            Meaning("action", "anna", verb="see", obj="book", adj="red", place="park", time="morning", negated=True),
+        ],
     }
     assert len(variants["agent"]) >= 15 + 8 and len(variants["obj"]) >= 40 and len(variants["adj"]) >= 15
     assert len(variants["place"]) >= 12
@@ -115,34 +117,54 @@ def test_distinct_meanings_give_distinct_sentences():
 @pytest.mark.parametrize(
     "meaning, expected",
     [
-        (Meaning("action", "anna", verb="read", obj="book", adj="red", place="park", time="morning"), {
-            "en": "Anna reads the red book in the park in the morning.",
-            "de": "Anna liest am Morgen das rote Buch im Park.",
-            "es": "Ana lee el libro rojo en el parque por la mañana.",
-            "ru": "Анна утром читает красную книгу в парке.",
-            "hi": "अन्ना सुबह पार्क में लाल किताब पढ़ती है।",
-            "ar": "آنا تقرأ الكتاب الأحمر في المتنزه في الصباح.",
-            "zh": "安娜早上在公园读红色的书。",
-        }),
-        (Meaning("action", "teacher", verb="feed", obj="dog", adj="black", negated=True), {
-            "en": "The teacher does not feed the black dog.",
-            "de": "Der Lehrer füttert den schwarzen Hund nicht.",
-            "es": "El maestro no alimenta al perro negro.",
-            "ru": "Учитель не кормит чёрную собаку.",
-            "hi": "अध्यापक काले कुत्ते को नहीं खिलाता।",
-            "ar": "المعلم لا يطعم الكلب الأسود.",
-            "zh": "老师不喂黑色的狗。",
-        }),
-        (Meaning("have", "omar", obj="apple", count=3), {
-            "en": "Omar has three apples.", "de": "Omar hat drei Äpfel.", "es": "Omar tiene tres manzanas.",
-            "ru": "У Омара есть три яблока.", "hi": "उमर के पास तीन सेब हैं।", "ar": "لدى عمر ثلاث تفاحات.",
-            "zh": "奥马尔有三个苹果。",
-        }),
-        (Meaning("located", "omar", partner="leila", place="school", negated=True), {
-            "en": "Omar and Leila are not at school.", "de": "Omar und Leila sind nicht in der Schule.",
-            "es": "Omar y Leila no están en la escuela.", "ru": "Омар и Лейла не в школе.",
-            "hi": "उमर और लैला स्कूल में नहीं हैं।", "ar": "عمر وليلى ليسا في المدرسة.", "zh": "奥马尔和莱拉不在学校。",
-        }),
+        (
+            Meaning("action", "anna", verb="read", obj="book", adj="red", place="park", time="morning"),
+            {
+                "en": "Anna reads the red book in the park in the morning.",
+                "de": "Anna liest am Morgen das rote Buch im Park.",
+                "es": "Ana lee el libro rojo en el parque por la mañana.",
+                "ru": "Анна утром читает красную книгу в парке.",
+                "hi": "अन्ना सुबह पार्क में लाल किताब पढ़ती है।",
+                "ar": "آنا تقرأ الكتاب الأحمر في المتنزه في الصباح.",
+                "zh": "安娜早上在公园读红色的书。",
+            },
+        ),
+        (
+            Meaning("action", "teacher", verb="feed", obj="dog", adj="black", negated=True),
+            {
+                "en": "The teacher does not feed the black dog.",
+                "de": "Der Lehrer füttert den schwarzen Hund nicht.",
+                "es": "El maestro no alimenta al perro negro.",
+                "ru": "Учитель не кормит чёрную собаку.",
+                "hi": "अध्यापक काले कुत्ते को नहीं खिलाता।",
+                "ar": "المعلم لا يطعم الكلب الأسود.",
+                "zh": "老师不喂黑色的狗。",
+            },
+        ),
+        (
+            Meaning("have", "omar", obj="apple", count=3),
+            {
+                "en": "Omar has three apples.",
+                "de": "Omar hat drei Äpfel.",
+                "es": "Omar tiene tres manzanas.",
+                "ru": "У Омара есть три яблока.",
+                "hi": "उमर के पास तीन सेब हैं।",
+                "ar": "لدى عمر ثلاث تفاحات.",
+                "zh": "奥马尔有三个苹果。",
+            },
+        ),
+        (
+            Meaning("located", "omar", partner="leila", place="school", negated=True),
+            {
+                "en": "Omar and Leila are not at school.",
+                "de": "Omar und Leila sind nicht in der Schule.",
+                "es": "Omar y Leila no están en la escuela.",
+                "ru": "Омар и Лейла не в школе.",
+                "hi": "उमर और लैला स्कूल में नहीं हैं।",
+                "ar": "عمر وليلى ليسا في المدرسة.",
+                "zh": "奥马尔和莱拉不在学校。",
+            },
+        ),
     ],
 )
 def test_grammar_of_reference_sentences(meaning, expected):
@@ -154,9 +176,15 @@ def test_russian_and_arabic_number_agreement():
         return Meaning("have", "anna", obj=obj, count=n)
 
     assert [render(have(n), "ru") for n in (1, 2, 5)] == [
-        "У Анны есть одна книга.", "У Анны есть две книги.", "У Анны есть пять книг."]
+        "У Анны есть одна книга.",
+        "У Анны есть две книги.",
+        "У Анны есть пять книг.",
+    ]
     assert [render(have(n), "ar") for n in (1, 2, 3)] == [
-        "لدى آنا كتاب واحد.", "لدى آنا كتابان اثنان.", "لدى آنا ثلاثة كتب."]  # masculine noun: ثلاثة
+        "لدى آنا كتاب واحد.",
+        "لدى آنا كتابان اثنان.",
+        "لدى آنا ثلاثة كتب.",
+    ]  # masculine noun: ثلاثة
     assert render(have(3, "apple"), "ar") == "لدى آنا ثلاث تفاحات."  # feminine noun: ثلاث
 
 
@@ -182,8 +210,24 @@ def test_monolingual_corpus_is_large_fast_and_language_specific():
     assert all(doc.count("。") == 3 and " " not in doc for doc in monolingual_corpus("zh", 20, sentences_per_doc=3))
     # Languages draw different meaning streams: the order of names in en and de text differs
     # (en and de spell every name alike, so parallel text would give identical sequences).
-    names = {"Anna", "Maria", "Leila", "Sara", "Nina", "Elena", "Lina", "Mila",
-             "Omar", "David", "Pablo", "Karim", "Tom", "Max", "Ravi", "Adam"}
+    names = {
+        "Anna",
+        "Maria",
+        "Leila",
+        "Sara",
+        "Nina",
+        "Elena",
+        "Lina",
+        "Mila",
+        "Omar",
+        "David",
+        "Pablo",
+        "Karim",
+        "Tom",
+        "Max",
+        "Ravi",
+        "Adam",
+    }
 
     def name_sequence(lang):
         words = " ".join(monolingual_corpus(lang, 20)).replace(".", " ").split()
@@ -194,7 +238,7 @@ def test_monolingual_corpus_is_large_fast_and_language_specific():
 
 def test_nli_schema_balance_and_parallelism():
     items = {lang: nli_items(lang, 300, seed=0) for lang in LANGUAGES}
-    for lang, rows in items.items():
+    for rows in items.values():
         assert len(rows) == 300
         for row in rows:
             assert set(row) == {"premise", "hypothesis", "label"}
@@ -206,7 +250,9 @@ def test_nli_schema_balance_and_parallelism():
     labels = [row["label"] for row in items["en"]]
     for lang in LANGUAGES:
         assert [row["label"] for row in items[lang]] == labels
-        assert sum(a["premise"] == b["premise"] for a, b in zip(items[lang], items["en"])) == (300 if lang == "en" else 0)
+        assert sum(a["premise"] == b["premise"] for a, b in zip(items[lang], items["en"], strict=True)) == (
+            300 if lang == "en" else 0
+        )
 
 
 def test_nli_negation_is_not_a_label_shortcut():
@@ -237,10 +283,10 @@ def test_qa_answers_are_exact_spans(lang):
     assert len(rows) == 150
     for row in rows:
         assert set(row) == {"id", "context", "question", "answers"}
-        text, = row["answers"]["text"]
-        start, = row["answers"]["answer_start"]
+        (text,) = row["answers"]["text"]
+        (start,) = row["answers"]["answer_start"]
         assert text and text in row["context"]
-        assert row["context"][start:start + len(text)] == text
+        assert row["context"][start : start + len(text)] == text
         assert row["question"].endswith({"ar": "؟", "zh": "？"}.get(lang, "?"))
         sentences = row["context"].count(_END.get(lang, "."))
         assert 3 <= sentences <= 5
@@ -251,8 +297,10 @@ def test_qa_is_parallel_and_covers_every_question_type():
     assert len(set(ids)) == 100
     for lang in LANGUAGES:
         assert [row["id"] for row in qa_items(lang, 100, seed=4)] == ids
-    starts = Counter(" ".join(row["question"].split()[:2]) if row["question"].startswith("How")
-                     else row["question"].split()[0] for row in qa_items("en", 100, seed=4))
+    starts = Counter(
+        " ".join(row["question"].split()[:2]) if row["question"].startswith("How") else row["question"].split()[0]
+        for row in qa_items("en", 100, seed=4)
+    )
     assert all(starts[word] == 20 for word in ("Who", "What", "Where", "When", "How many")), starts
     assert sum(starts.values()) == 100
 

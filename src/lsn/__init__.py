@@ -2,6 +2,10 @@
 
 __version__ = "0.1.0"
 
+from .adapter import NeuronConfig, NeuronModel, to_lora  # noqa: E402
+from .generation import generate  # noqa: E402
+from .intervention import apply_intervention, intervene  # noqa: E402
+from .measurement import NLLMatrix, mean_token_nll, nll_matrix  # noqa: E402
 from .models import (  # noqa: E402
     MLPFamily,
     NeuronSite,
@@ -9,14 +13,10 @@ from .models import (  # noqa: E402
     find_neuron_sites,
     register_mlp_family,
 )
-from .generation import generate  # noqa: E402
-from .intervention import apply_intervention, intervene  # noqa: E402
-from .measurement import NLLMatrix, mean_token_nll, nll_matrix  # noqa: E402
 from .neuron_set import NeuronSet  # noqa: E402
 from .recording import record_activations  # noqa: E402
 from .selection import random_neurons, select_by_probability, select_lape, select_specialized  # noqa: E402
 from .stats import ActivationStats  # noqa: E402
-from .adapter import NeuronConfig, NeuronModel, to_lora  # noqa: E402
 from .trainer import NeuronTrainer  # noqa: E402
 
 __all__ = [

@@ -43,93 +43,171 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    rec = commands.add_parser("record", help="record activation statistics over corpora",
-                              description="Count how often each FFN neuron fires on each corpus group.")
+    rec = commands.add_parser(
+        "record",
+        help="record activation statistics over corpora",
+        description="Count how often each FFN neuron fires on each corpus group.",
+    )
     rec.add_argument("--model", required=True, help="hub id or local path of a transformers model")
     rec.add_argument("--revision", default=None, help="model revision (branch, tag or commit)")
-    rec.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                     help="weights dtype (default: the checkpoint's)")
-    rec.add_argument("--corpus", action="append", type=_corpus_arg, required=True, metavar="GROUP=SOURCE",
-                     help="a group and its text: a .txt file (a document per line), a .jsonl file, or a hub "
-                          "dataset NAME[:CONFIG] (streamed), e.g. fr=wikimedia/wikipedia:20231101.fr; repeat per group")
-    rec.add_argument("--text-column", default="text", help="text field of .jsonl files and hub datasets (default: text)")
+    rec.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="weights dtype (default: the checkpoint's)",
+    )
+    rec.add_argument(
+        "--corpus",
+        action="append",
+        type=_corpus_arg,
+        required=True,
+        metavar="GROUP=SOURCE",
+        help="a group and its text: a .txt file (a document per line), a .jsonl file, or a hub "
+        "dataset NAME[:CONFIG] (streamed), e.g. fr=wikimedia/wikipedia:20231101.fr; repeat per group",
+    )
+    rec.add_argument(
+        "--text-column", default="text", help="text field of .jsonl files and hub datasets (default: text)"
+    )
     rec.add_argument("--split", default="train", help="split of hub datasets (default: train)")
     rec.add_argument("--seq-len", type=int, default=512, help="packed window length in tokens (default: 512)")
     rec.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
     rec.add_argument("--max-tokens", type=int, default=None, help="tokens per group at most (default: all)")
     rec.add_argument("--record-sums", action="store_true", help="also sum activations (for mean-value interventions)")
-    rec.add_argument("--quantile", type=float, default=None,
-                     help="also estimate this pre-activation quantile per batch (0.9 for Mondal et al.)")
-    rec.add_argument("--threshold-from", default=None, metavar="STATS",
-                     help="also count tokens above each neuron's quantile pooled over all groups of STATS "
-                          "(a first pass of this model recorded with --quantile); select with --above threshold")
+    rec.add_argument(
+        "--quantile",
+        type=float,
+        default=None,
+        help="also estimate this pre-activation quantile per batch (0.9 for Mondal et al.)",
+    )
+    rec.add_argument(
+        "--threshold-from",
+        default=None,
+        metavar="STATS",
+        help="also count tokens above each neuron's quantile pooled over all groups of STATS "
+        "(a first pass of this model recorded with --quantile); select with --above threshold",
+    )
     rec.add_argument("--checkpoint", default=None, help="directory for resumable progress")
     rec.add_argument("--checkpoint-every", type=int, default=100, help="batches between saves (default: 100)")
     rec.add_argument("--output", required=True, help="where to write the statistics (.safetensors)")
 
-    sel = commands.add_parser("select", help="select neurons from recorded statistics",
-                              description="Select neurons with LAPE, activation-probability scores, "
-                                          "Neuron Specialization, or a random control.")
+    sel = commands.add_parser(
+        "select",
+        help="select neurons from recorded statistics",
+        description="Select neurons with LAPE, activation-probability scores, "
+        "Neuron Specialization, or a random control.",
+    )
     sel.add_argument("stats", help="statistics file written by `lsn record`")
-    sel.add_argument("--method", default="lape", choices=["lape", "probability", "specialized"],
-                     help="selection method (default: lape)")
+    sel.add_argument(
+        "--method",
+        default="lape",
+        choices=["lape", "probability", "specialized"],
+        help="selection method (default: lape)",
+    )
     sel.add_argument("--groups", default=None, help="comma-separated groups to use (default: all)")
     sel.add_argument("--top-rate", type=float, default=0.01, help="LAPE: share of all neurons kept (default: 0.01)")
     sel.add_argument("--filter-rate", type=float, default=0.95, help="LAPE: filter bar rank (default: 0.95)")
-    sel.add_argument("--activation-bar-ratio", type=float, default=0.95,
-                     help="LAPE: assignment bar rank (default: 0.95)")
-    sel.add_argument("--score", default="margin", choices=["margin", "contrast", "faithful"],
-                     help="probability: score per group (default: margin)")
-    sel.add_argument("--above", default="zero", choices=["zero", "threshold"],
-                     help="probability: the event scored, pre-activation > 0 (fires) or > the threshold "
-                          "recorded with --threshold-from (default: zero)")
+    sel.add_argument(
+        "--activation-bar-ratio", type=float, default=0.95, help="LAPE: assignment bar rank (default: 0.95)"
+    )
+    sel.add_argument(
+        "--score",
+        default="margin",
+        choices=["margin", "contrast", "faithful"],
+        help="probability: score per group (default: margin)",
+    )
+    sel.add_argument(
+        "--above",
+        default="zero",
+        choices=["zero", "threshold"],
+        help="probability: the event scored, pre-activation > 0 (fires) or > the threshold "
+        "recorded with --threshold-from (default: zero)",
+    )
     sel.add_argument("--top-k", type=int, default=None, help="probability: neurons per group")
-    sel.add_argument("--rate", type=float, default=0.00125,
-                     help="probability: neurons per group as a share of all neurons (default: 0.00125)")
+    sel.add_argument(
+        "--rate",
+        type=float,
+        default=0.00125,
+        help="probability: neurons per group as a share of all neurons (default: 0.00125)",
+    )
     sel.add_argument("--k", type=float, default=0.95, help="specialized: cumulative share kept (default: 0.95)")
     sel.add_argument("--encoder-k", type=float, default=None, help="specialized: share for encoder layers")
-    sel.add_argument("--random-control", type=int, default=None, metavar="SEED",
-                     help="also write a random set with the same counts per layer (seeded)")
-    sel.add_argument("--output", required=True,
-                     help="a .json file, or a directory (written with save_pretrained: neurons.json + model card)")
+    sel.add_argument(
+        "--random-control",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="also write a random set with the same counts per layer (seeded)",
+    )
+    sel.add_argument(
+        "--output",
+        required=True,
+        help="a .json file, or a directory (written with save_pretrained: neurons.json + model card)",
+    )
     sel.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the set to this hub repo")
 
-    nll = commands.add_parser("nll-matrix", help="deactivate each group's neurons; NLL on every group's text",
-                              description="The validation experiment of Tang et al.: row i deactivates group i's "
-                                          "neurons, column j is the mean token NLL on group j's held-out text.")
+    nll = commands.add_parser(
+        "nll-matrix",
+        help="deactivate each group's neurons; NLL on every group's text",
+        description="The validation experiment of Tang et al.: row i deactivates group i's "
+        "neurons, column j is the mean token NLL on group j's held-out text.",
+    )
     nll.add_argument("--model", required=True, help="hub id or local path of a causal LM")
     nll.add_argument("--revision", default=None, help="model revision")
-    nll.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
+    nll.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype"
+    )
     nll.add_argument("--neurons", required=True, help="a neuron set (.json, directory or hub id)")
-    nll.add_argument("--corpus", action="append", type=_corpus_arg, required=True, metavar="GROUP=SOURCE",
-                     help="held-out text per group (as for `lsn record`); repeat per group")
+    nll.add_argument(
+        "--corpus",
+        action="append",
+        type=_corpus_arg,
+        required=True,
+        metavar="GROUP=SOURCE",
+        help="held-out text per group (as for `lsn record`); repeat per group",
+    )
     nll.add_argument("--groups", default=None, help="comma-separated groups to deactivate (default: all in the set)")
     nll.add_argument("--text-column", default="text", help="text field of .jsonl files and hub datasets")
     nll.add_argument("--split", default="test", help="split of hub datasets (default: test)")
     nll.add_argument("--seq-len", type=int, default=512, help="packed window length (default: 512)")
     nll.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
     nll.add_argument("--max-tokens", type=int, default=None, help="evaluation tokens per group at most")
-    nll.add_argument("--random-control", type=int, default=None, metavar="SEED",
-                     help="add a row of random neurons (same count per layer) per group")
+    nll.add_argument(
+        "--random-control",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="add a row of random neurons (same count per layer) per group",
+    )
     nll.add_argument("--output", required=True, help="directory for nll_matrix.{json,csv,png}")
 
-    gen = commands.add_parser("generate", help="generate with a group's neurons deactivated, amplified or steered",
-                              description="Print the baseline continuation and the one under the intervention.")
+    gen = commands.add_parser(
+        "generate",
+        help="generate with a group's neurons deactivated, amplified or steered",
+        description="Print the baseline continuation and the one under the intervention.",
+    )
     gen.add_argument("--model", required=True, help="hub id or local path of a causal LM")
     gen.add_argument("--revision", default=None, help="model revision")
     gen.add_argument("--neurons", required=True, help="a neuron set (.json, directory or hub id)")
     gen.add_argument("--steer", required=True, metavar="GROUP", help="the group whose neurons are changed")
-    gen.add_argument("--mode", default="zero", choices=["zero", "value", "scale", "add", "stat"],
-                     help="zero: deactivate; scale: multiply by --value; add/stat: steer with --stats (default: zero)")
+    gen.add_argument(
+        "--mode",
+        default="zero",
+        choices=["zero", "value", "scale", "add", "stat"],
+        help="zero: deactivate; scale: multiply by --value; add/stat: steer with --stats (default: zero)",
+    )
     gen.add_argument("--value", type=float, default=None, help="the constant or factor for value/scale/add")
     gen.add_argument("--stats", default=None, help="statistics (.safetensors with sums) for stat/add steering")
-    gen.add_argument("--relative-to-others", action="store_true",
-                     help="add: steer by mean(target) - mean(other groups)")
+    gen.add_argument(
+        "--relative-to-others", action="store_true", help="add: steer by mean(target) - mean(other groups)"
+    )
     gen.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
     gen.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
 
-    show = commands.add_parser("show", help="summarise a neuron set or statistics file, and plot it",
-                               description="Print a summary table; for a neuron set, also draw its plots.")
+    show = commands.add_parser(
+        "show",
+        help="summarise a neuron set or statistics file, and plot it",
+        description="Print a summary table; for a neuron set, also draw its plots.",
+    )
     show.add_argument("path", help="a neuron set (.json, directory or hub id) or statistics (.safetensors)")
     show.add_argument("--plots", default=None, help="directory for the PNG plots")
     return parser
@@ -170,9 +248,17 @@ def _record(args: argparse.Namespace) -> None:
             raise ValueError(f"Group `{group}` is given twice in --corpus.")
         corpora[group] = load_corpus(spec, text_column=args.text_column, split=args.split)
     stats = record_activations(
-        model, corpora, tokenizer=tokenizer, seq_len=args.seq_len, batch_size=args.batch_size,
-        max_tokens=args.max_tokens, record_sums=args.record_sums, quantile=args.quantile, threshold=threshold,
-        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        model,
+        corpora,
+        tokenizer=tokenizer,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        record_sums=args.record_sums,
+        quantile=args.quantile,
+        threshold=threshold,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
     )
     stats.metadata["corpora"] = dict(args.corpus)
     if threshold is not None:
@@ -184,7 +270,6 @@ def _record(args: argparse.Namespace) -> None:
 
 
 def _select(args: argparse.Namespace) -> None:
-    from .neuron_set import NeuronSet
     from .selection import random_neurons, select_by_probability, select_lape, select_specialized
     from .stats import ActivationStats
 
@@ -202,7 +287,9 @@ def _select(args: argparse.Namespace) -> None:
     if args.random_control is not None:
         control = random_neurons(neurons, seed=args.random_control)
         out = Path(args.output)
-        control_path = out.with_name(out.stem + "-random" + out.suffix) if out.suffix == ".json" else Path(f"{out}-random")
+        control_path = (
+            out.with_name(out.stem + "-random" + out.suffix) if out.suffix == ".json" else Path(f"{out}-random")
+        )
         _write(control, control_path)
         print(f"wrote random control {control_path}")
     if args.push_to_hub:
@@ -227,8 +314,17 @@ def _nll_matrix(args: argparse.Namespace) -> None:
     model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.dtype, device=_device())
     corpora = {g: load_corpus(spec, text_column=args.text_column, split=args.split) for g, spec in args.corpus}
     groups = [g.strip() for g in args.groups.split(",")] if args.groups else None
-    matrix = nll_matrix(model, neurons, corpora, tokenizer=tokenizer, groups=groups, seq_len=args.seq_len,
-                        batch_size=args.batch_size, max_tokens=args.max_tokens, random_control=args.random_control)
+    matrix = nll_matrix(
+        model,
+        neurons,
+        corpora,
+        tokenizer=tokenizer,
+        groups=groups,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        random_control=args.random_control,
+    )
     print(matrix.to_markdown())
     for path in matrix.save(args.output):
         print(f"wrote {path}")
@@ -247,9 +343,18 @@ def _generate(args: argparse.Namespace) -> None:
         if args.relative_to_others:
             extra["relative_to"] = "others"
     baseline = generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens)
-    steered = generate(model, tokenizer, args.prompt, neurons, args.mode, args.value, groups=args.steer,
-                       max_new_tokens=args.max_new_tokens, intervention_kwargs=extra)
-    for prompt, plain, changed in zip(args.prompt, baseline, steered):
+    steered = generate(
+        model,
+        tokenizer,
+        args.prompt,
+        neurons,
+        args.mode,
+        args.value,
+        groups=args.steer,
+        max_new_tokens=args.max_new_tokens,
+        intervention_kwargs=extra,
+    )
+    for prompt, plain, changed in zip(args.prompt, baseline, steered, strict=True):
         print(f"prompt:   {prompt}\nbaseline: {plain}\n{args.mode} {args.steer}: {changed}\n")
 
 
@@ -282,7 +387,9 @@ _COMMANDS = {"record": _record, "select": _select, "nll-matrix": _nll_matrix, "g
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         _COMMANDS[args.command](args)
     except (ValueError, TypeError, KeyError, OSError) as err:

@@ -72,7 +72,9 @@ def _kind(group: str, source: CorpusSpec, text_column: str) -> tuple[str, Iterab
         if isinstance(column_names, dict):
             raise TypeError(f"Group `{group}` is a DatasetDict; pick a split, e.g. `ds['train']`.")
         if "input_ids" in column_names and text_column not in column_names:
-            raise TypeError(f"Group `{group}` is a tokenized Dataset; pass batches (dicts of tensors) or the text column.")
+            raise TypeError(
+                f"Group `{group}` is a tokenized Dataset; pass batches (dicts of tensors) or the text column."
+            )
         if text_column not in column_names:
             raise ValueError(
                 f"Group `{group}`: the dataset has no `{text_column}` column (columns: {column_names}); "
@@ -145,7 +147,9 @@ def _as_batch(group: str, batch: Mapping, encoder_decoder: bool) -> Batch:
     elif "decoder_input_ids" in inputs:
         decoder_mask = torch.ones_like(inputs["decoder_input_ids"], dtype=torch.bool)
     else:
-        raise ValueError(f"Group `{group}`: an encoder-decoder model needs `labels` or `decoder_input_ids` in each batch.")
+        raise ValueError(
+            f"Group `{group}`: an encoder-decoder model needs `labels` or `decoder_input_ids` in each batch."
+        )
     return Batch(inputs, {"encoder": mask, "decoder": decoder_mask})
 
 
@@ -220,7 +224,9 @@ def _jsonl_texts(path: Path, text_column: str) -> Iterator[str]:
             try:
                 yield json.loads(line)[text_column]
             except (json.JSONDecodeError, KeyError) as err:
-                raise ValueError(f"`{path}` line {n}: expected a JSON object with a `{text_column}` field ({err!r}).") from err
+                raise ValueError(
+                    f"`{path}` line {n}: expected a JSON object with a `{text_column}` field ({err!r})."
+                ) from err
 
 
 def describe_corpus(source: CorpusSpec) -> str:

@@ -54,5 +54,5 @@ def generate(
     else:
         with intervene(model, neurons, mode, value, groups=groups, **(intervention_kwargs or {})):
             output = run()
-    new_tokens = output[:, inputs["input_ids"].shape[1]:]
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
     return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

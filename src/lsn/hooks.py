@@ -26,6 +26,7 @@ def activation_hooks(sites: Sequence[NeuronSite], fn: ActivationFn) -> Iterator[
     handles = []
     try:
         for site in sites:
+
             def hook(module, args, output, _site=site):
                 return fn(_site, args[0], output)
 

@@ -8,8 +8,14 @@ from collections.abc import Callable
 __all__ = ["upload_saved"]
 
 
-def upload_saved(save: Callable[[str], None], repo_id: str, *, private: bool | None = None, token: str | None = None,
-                 commit_message: str = "Upload with lsn") -> str:
+def upload_saved(
+    save: Callable[[str], None],
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload with lsn",
+) -> str:
     """Create the repository if needed, `save(folder)` into a temporary folder, upload it; returns the commit URL."""
     from huggingface_hub import HfApi
 

@@ -95,6 +95,7 @@ class Intervention:
     def attach(self, sites: Sequence[NeuronSite]) -> Intervention:
         for site in sites:
             if site.index in self.neurons:
+
                 def hook(module, args, output, _layer=site.index):
                     return self._edit(_layer, output)
 
@@ -139,15 +140,20 @@ def _values(
         table = _statistic(stats, target, statistic)
         if mode == "add":
             if relative_to is not None:
-                others = [g for g in stats.groups if g != target] if relative_to == "others" else (
-                    [relative_to] if isinstance(relative_to, str) else list(relative_to))
+                others = (
+                    [g for g in stats.groups if g != target]
+                    if relative_to == "others"
+                    else ([relative_to] if isinstance(relative_to, str) else list(relative_to))
+                )
                 table = table - torch.stack([_statistic(stats, g, statistic) for g in others]).mean(0)
             table = strength * table
         if table.shape[0] <= max(neurons):
             raise ValueError(f"The statistics cover {table.shape[0]} layers; the neurons reach layer {max(neurons)}.")
         return {layer: table[layer, idx].float() for layer, idx in neurons.items()}
     if mode == "stat":
-        raise ValueError("`mode='stat'` needs `stats=` (ActivationStats recorded with `record_sums=True`) and `target=`.")
+        raise ValueError(
+            "`mode='stat'` needs `stats=` (ActivationStats recorded with `record_sums=True`) and `target=`."
+        )
     if value is None:
         raise ValueError(f"`mode={mode!r}` needs `value=` (a number, or `stats=` and `target=` for steering).")
     if isinstance(value, torch.Tensor) and value.numel() > 1:

@@ -28,8 +28,13 @@ __all__ = ["NLLMatrix", "evaluation_batches", "mean_token_nll", "nll_matrix"]
 
 
 def evaluation_batches(
-    corpora: Mapping[str, CorpusSpec], *, tokenizer=None, seq_len: int = 512, batch_size: int = 8,
-    max_tokens: int | None = None, text_column: str = "text",
+    corpora: Mapping[str, CorpusSpec],
+    *,
+    tokenizer=None,
+    seq_len: int = 512,
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+    text_column: str = "text",
 ) -> dict[str, list[Batch]]:
     """Each group's packed batches, built once so every measurement sees the same tokens."""
     opened = {g: open_corpus(g, src, text_column) for g, src in corpora.items()}
@@ -136,12 +141,23 @@ class NLLMatrix:
         written[0].write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
         with written[1].open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["deactivated", "evaluated", "neurons", "nll", "ppl", "delta_nll", "delta_ppl", "baseline_nll"])
+            writer.writerow(
+                ["deactivated", "evaluated", "neurons", "nll", "ppl", "delta_nll", "delta_ppl", "baseline_nll"]
+            )
             for i, row in enumerate(self.rows):
                 for j, column in enumerate(self.columns):
-                    writer.writerow([row, column, self.neurons.get(row, 0), f"{float(self.nll[i, j]):.6f}",
-                                     f"{float(self.ppl[i, j]):.6f}", f"{float(self.delta[i, j]):.6f}",
-                                     f"{float(self.delta_ppl[i, j]):.6f}", f"{float(self.baseline[j]):.6f}"])
+                    writer.writerow(
+                        [
+                            row,
+                            column,
+                            self.neurons.get(row, 0),
+                            f"{float(self.nll[i, j]):.6f}",
+                            f"{float(self.ppl[i, j]):.6f}",
+                            f"{float(self.delta[i, j]):.6f}",
+                            f"{float(self.delta_ppl[i, j]):.6f}",
+                            f"{float(self.baseline[j]):.6f}",
+                        ]
+                    )
         if plot:
             from .plotting import plot_nll_matrix
 
@@ -152,8 +168,15 @@ class NLLMatrix:
     def load(cls, path: str | os.PathLike) -> NLLMatrix:
         path = Path(path)
         data = json.loads((path / "nll_matrix.json" if path.is_dir() else path).read_text(encoding="utf-8"))
-        return cls(data["rows"], data["columns"], torch.tensor(data["baseline_nll"], dtype=torch.float64),
-                   torch.tensor(data["nll"], dtype=torch.float64), data["tokens"], data["neurons"], data["metadata"])
+        return cls(
+            data["rows"],
+            data["columns"],
+            torch.tensor(data["baseline_nll"], dtype=torch.float64),
+            torch.tensor(data["nll"], dtype=torch.float64),
+            data["tokens"],
+            data["neurons"],
+            data["metadata"],
+        )
 
 
 def nll_matrix(
@@ -178,8 +201,9 @@ def nll_matrix(
         raise ValueError("The NLL matrix scores decoder LMs; for translation models use `lsn.translate` evaluation.")
     neuron_set.check_compatible(model)
     rows = list(groups) if groups is not None else neuron_set.groups
-    eval_sets = evaluation_batches(heldout_corpora, tokenizer=tokenizer, seq_len=seq_len, batch_size=batch_size,
-                                   max_tokens=max_tokens)
+    eval_sets = evaluation_batches(
+        heldout_corpora, tokenizer=tokenizer, seq_len=seq_len, batch_size=batch_size, max_tokens=max_tokens
+    )
     columns = list(eval_sets)
 
     def measure(label: str) -> list[float]:
@@ -208,6 +232,12 @@ def nll_matrix(
         nll=torch.tensor(nll, dtype=torch.float64).reshape(len(plans), len(columns)),
         tokens=counts,
         neurons=neurons,
-        metadata={"method": neuron_set.method, "parameters": neuron_set.parameters, "model": neuron_set.model,
-                  "seq_len": seq_len, "max_tokens": max_tokens, "random_control": random_control},
+        metadata={
+            "method": neuron_set.method,
+            "parameters": neuron_set.parameters,
+            "model": neuron_set.model,
+            "seq_len": seq_len,
+            "max_tokens": max_tokens,
+            "random_control": random_control,
+        },
     )

@@ -66,15 +66,33 @@ class MLPFamily:
 
 
 _FAMILIES: list[MLPFamily] = [
-    MLPFamily("gated", "act_fn", ("gate_proj", "up_proj"), "down_proj", gated=True,
-              description="Llama, Mistral, Qwen2, Gemma, Gemma2 and any MLP with gate_proj/up_proj/down_proj/act_fn"),
-    MLPFamily("phi3", "activation_fn", ("gate_up_proj",), "down_proj", fused_inputs=2, gated=True,
-              description="Phi-3 (fused gate_up_proj)"),
+    MLPFamily(
+        "gated",
+        "act_fn",
+        ("gate_proj", "up_proj"),
+        "down_proj",
+        gated=True,
+        description="Llama, Mistral, Qwen2, Gemma, Gemma2 and any MLP with gate_proj/up_proj/down_proj/act_fn",
+    ),
+    MLPFamily(
+        "phi3",
+        "activation_fn",
+        ("gate_up_proj",),
+        "down_proj",
+        fused_inputs=2,
+        gated=True,
+        description="Phi-3 (fused gate_up_proj)",
+    ),
     MLPFamily("gpt2", "act", ("c_fc",), "c_proj", description="GPT-2"),
     MLPFamily("gpt_neox", "act", ("dense_h_to_4h",), "dense_4h_to_h", description="GPT-NeoX, Pythia"),
     MLPFamily("bloom", "gelu_impl", ("dense_h_to_4h",), "dense_4h_to_h", description="BLOOM"),
-    MLPFamily("fc", "activation_fn", ("fc1",), "fc2",
-              description="OPT, and encoder + decoder layers of M2M100, NLLB, Marian, BART"),
+    MLPFamily(
+        "fc",
+        "activation_fn",
+        ("fc1",),
+        "fc2",
+        description="OPT, and encoder + decoder layers of M2M100, NLLB, Marian, BART",
+    ),
 ]
 
 
@@ -192,8 +210,7 @@ def find_neuron_sites(model: nn.Module) -> list[NeuronSite]:
     encoder = [x for x in found if _side(x[0]) == "encoder"]
     decoder = [x for x in found if _side(x[0]) == "decoder"]
     sites = [
-        NeuronSite(i, path, _side(path), family, block)
-        for i, (path, family, block) in enumerate(encoder + decoder)
+        NeuronSite(i, path, _side(path), family, block) for i, (path, family, block) in enumerate(encoder + decoder)
     ]
     if len({id(s.activation) for s in sites}) != len(sites):
         raise UnsupportedModelError(
@@ -231,4 +248,3 @@ def model_shape(model: nn.Module) -> dict:
 def first_device(model: nn.Module) -> torch.device:
     """Where a model's inputs go (its first parameter's device)."""
     return next(unwrap_model(model).parameters()).device
-

@@ -60,7 +60,9 @@ class NeuronSet:
         self._neurons: dict[str, list[torch.Tensor]] = {}
         for group, layers in neurons.items():
             if len(layers) != self.num_layers:
-                raise ValueError(f"Group `{group}` has {len(layers)} layers of indices; the model has {self.num_layers}.")
+                raise ValueError(
+                    f"Group `{group}` has {len(layers)} layers of indices; the model has {self.num_layers}."
+                )
             self._neurons[str(group)] = [self._check(group, layer, idx) for layer, idx in enumerate(layers)]
 
     def _check(self, group: str, layer: int, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -97,13 +99,16 @@ class NeuronSet:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NeuronSet):
             return NotImplemented
-        return (
-            (self.num_layers, self.num_neurons, self.groups) == (other.num_layers, other.num_neurons, other.groups)
-            and all(torch.equal(a, b) for g in self.groups for a, b in zip(self[g], other[g]))
-        )
+        return (self.num_layers, self.num_neurons, self.groups) == (
+            other.num_layers,
+            other.num_neurons,
+            other.groups,
+        ) and all(torch.equal(a, b) for g in self.groups for a, b in zip(self[g], other[g], strict=True))
 
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{g}: {n}" for g, n in zip(self.groups, self.counts_per_layer().sum(1).tolist()))
+        sizes = ", ".join(
+            f"{g}: {n}" for g, n in zip(self.groups, self.counts_per_layer().sum(1).tolist(), strict=True)
+        )
         return f"NeuronSet({self.method or 'custom'}, {self.num_layers}x{self.num_neurons}, {{{sizes}}})"
 
     def _resolve(self, groups: str | Iterable[str] | None) -> list[str]:
@@ -166,8 +171,16 @@ class NeuronSet:
         return self._like({g: self._neurons[g] for g in chosen})
 
     def _like(self, neurons: Mapping[str, Sequence[torch.Tensor]], **changes) -> NeuronSet:
-        kwargs = dict(num_layers=self.num_layers, num_neurons=self.num_neurons, method=self.method,
-                      parameters=self.parameters, model=self.model) | changes
+        kwargs = (
+            dict(
+                num_layers=self.num_layers,
+                num_neurons=self.num_neurons,
+                method=self.method,
+                parameters=self.parameters,
+                model=self.model,
+            )
+            | changes
+        )
         return NeuronSet(neurons, **kwargs)
 
     # ------------------------------------------------------------------ models
@@ -201,7 +214,7 @@ class NeuronSet:
     def from_dict(cls, data: dict, source: str = "") -> NeuronSet:
         where = f" `{source}`" if source else ""
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"File{where} is not an lsn NeuronSet (no `\"format\": \"{_FORMAT}\"`).")
+            raise ValueError(f'File{where} is not an lsn NeuronSet (no `"format": "{_FORMAT}"`).')
         if int(data.get("format_version", 0)) > _FORMAT_VERSION:
             raise ValueError(f"File{where} was written by a newer lsn (format {data['format_version']}); upgrade lsn.")
         try:
@@ -223,7 +236,7 @@ class NeuronSet:
         groups = data.pop("groups")
         head = json.dumps(data, indent=2, ensure_ascii=False)[:-2]
         body = ",\n".join(
-            f'    {json.dumps(g, ensure_ascii=False)}: [\n'
+            f"    {json.dumps(g, ensure_ascii=False)}: [\n"
             + ",\n".join(f"      {json.dumps(layer)}" for layer in layers)
             + "\n    ]"
             for g, layers in groups.items()
@@ -259,7 +272,9 @@ class NeuronSet:
         (directory / "README.md").write_text(self.model_card(), encoding="utf-8")
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None) -> NeuronSet:
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None
+    ) -> NeuronSet:
         """Load from a local directory or file, or from a hub repository holding `neurons.json`."""
         path = Path(name_or_path)
         if path.exists() or path.suffix == ".json" or str(name_or_path).startswith((".", "/")):
@@ -275,8 +290,14 @@ class NeuronSet:
             ) from err
         return cls.load(file)
 
-    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
-                    commit_message: str = "Upload neuron set with lsn") -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload neuron set with lsn",
+    ) -> str:
         """Create (if needed) and upload to a hub repository; returns the commit URL."""
         return upload_saved(self.save_pretrained, repo_id, private=private, token=token, commit_message=commit_message)
 
@@ -290,38 +311,44 @@ class NeuronSet:
             f"| {g} | {int(counts[k].sum())} | " + " | ".join(str(int(c)) for c in counts[k]) + " |"
             for k, g in enumerate(self.groups)
         ]
-        params = "\n".join(f"- `{k}`: `{v}`" for k, v in self.parameters.items() if v is not None) or "- (none recorded)"
+        params = (
+            "\n".join(f"- `{k}`: `{v}`" for k, v in self.parameters.items() if v is not None) or "- (none recorded)"
+        )
         front = ["---", "library_name: lsn", "tags:", "- lsn", "- language-specific-neurons"]
         if base != "unknown":
             front.append(f"base_model: {base}")
         front.append("---")
-        return "\n".join(front + [
-            "",
-            f"# Neuron set for `{base}`",
-            "",
-            f"Selected with **{self.method or 'a custom method'}** by lsn {__version__}: "
-            f"{len(self)} group{'s' if len(self) != 1 else ''} over {self.num_layers} layers x {self.num_neurons} neurons.",
-            "",
-            "## Parameters",
-            "",
-            params,
-            "",
-            "## Neurons per layer",
-            "",
-            header,
-            rule,
-            *rows,
-            "",
-            "## Use",
-            "",
-            "```python",
-            "from lsn import NeuronSet",
-            "",
-            "neurons = NeuronSet.from_pretrained(\"REPO_OR_DIR\")",
-            f"neurons[{self.groups[0]!r}]  # one LongTensor of neuron indices per layer" if self.groups else "",
-            "```",
-            "",
-        ])
+        return "\n".join(
+            front
+            + [
+                "",
+                f"# Neuron set for `{base}`",
+                "",
+                f"Selected with **{self.method or 'a custom method'}** by lsn {__version__}: "
+                f"{len(self)} group{'s' if len(self) != 1 else ''} over "
+                f"{self.num_layers} layers x {self.num_neurons} neurons.",
+                "",
+                "## Parameters",
+                "",
+                params,
+                "",
+                "## Neurons per layer",
+                "",
+                header,
+                rule,
+                *rows,
+                "",
+                "## Use",
+                "",
+                "```python",
+                "from lsn import NeuronSet",
+                "",
+                'neurons = NeuronSet.from_pretrained("REPO_OR_DIR")',
+                f"neurons[{self.groups[0]!r}]  # one LongTensor of neuron indices per layer" if self.groups else "",
+                "```",
+                "",
+            ]
+        )
 
     def summary(self) -> str:
         """A plain-text table: neurons per group, in all and in each layer."""

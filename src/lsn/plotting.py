@@ -24,7 +24,9 @@ def plot_layer_counts(neuron_set: NeuronSet, path: str | os.PathLike, title: str
     if neuron_set.num_layers <= 12:  # few layers: grouped bars read best
         width = 0.8 / max(1, len(neuron_set))
         for k, group in enumerate(neuron_set.groups):
-            ax.bar([x + (k - (len(neuron_set) - 1) / 2) * width for x in layers], counts[k].tolist(), width, label=group)
+            ax.bar(
+                [x + (k - (len(neuron_set) - 1) / 2) * width for x in layers], counts[k].tolist(), width, label=group
+            )
     else:
         for k, group in enumerate(neuron_set.groups):
             ax.plot(layers, counts[k].tolist(), marker="o", markersize=3, label=group)
@@ -51,8 +53,9 @@ def plot_overlap(neuron_set: NeuronSet, path: str | os.PathLike, title: str | No
     for i in range(n):
         for j in range(n):
             value = float(iou[i, j])
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                    color="black" if value > 0.6 else "white")
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="black" if value > 0.6 else "white"
+            )
     ax.set_title(title or "neuron overlap (IoU)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return _save(fig, path)
@@ -89,8 +92,15 @@ def plot_nll_matrix(matrix, path: str | os.PathLike, title: str | None = None) -
     ax.set_ylabel("deactivated neurons (count)")
     for i in range(rows):
         for j in range(cols):
-            ax.text(j, i, f"{delta[i, j]:+.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if abs(delta[i, j]) > 0.6 * limit else "black")
+            ax.text(
+                j,
+                i,
+                f"{delta[i, j]:+.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if abs(delta[i, j]) > 0.6 * limit else "black",
+            )
     ax.set_title(title or "NLL change when deactivating each group's neurons")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="delta NLL (nats)")
     return _save(fig, path)

@@ -50,10 +50,7 @@ class _Accumulators:
         cls, sites: list[NeuronSite], groups: int, record_sums: bool, quantile: float | None, threshold: bool = False
     ) -> _Accumulators:
         def zeros(dtype):
-            return [
-                torch.zeros(groups, s.num_neurons, dtype=dtype, device=s.device)
-                for s in sites
-            ]
+            return [torch.zeros(groups, s.num_neurons, dtype=dtype, device=s.device) for s in sites]
 
         return cls(
             counts=zeros(torch.int64),
@@ -223,11 +220,11 @@ class _Checkpoint:
             fingerprint = json.loads(header["fingerprint"])
             progress = json.loads(header["progress"])
         except (SafetensorError, OSError, KeyError, ValueError) as err:
-            raise ValueError(
-                f"Checkpoint `{self.path}` is damaged ({err!r}); delete it to start over."
-            ) from err
+            raise ValueError(f"Checkpoint `{self.path}` is damaged ({err!r}); delete it to start over.") from err
         if fingerprint != self.fingerprint:
-            diff = sorted(k for k in set(fingerprint) | set(self.fingerprint) if fingerprint.get(k) != self.fingerprint.get(k))
+            diff = sorted(
+                k for k in set(fingerprint) | set(self.fingerprint) if fingerprint.get(k) != self.fingerprint.get(k)
+            )
             raise ValueError(
                 f"Checkpoint `{self.path}` was written with other arguments (differ: {', '.join(diff)}); "
                 "restart with the same arguments, or use another checkpoint directory."
@@ -321,9 +318,15 @@ def record_activations(
         "corpora": {g: describe_corpus(src) for g, src in corpora.items()},
     }
     fingerprint = {
-        k: metadata[k] for k in ("num_layers", "num_neurons", "model_name", "seq_len", "batch_size", "max_tokens", "corpora")
-    } | {"groups": groups, "world_size": world_size, "record_sums": record_sums, "quantile": quantile,
-         "threshold": _digest(threshold)}
+        k: metadata[k]
+        for k in ("num_layers", "num_neurons", "model_name", "seq_len", "batch_size", "max_tokens", "corpora")
+    } | {
+        "groups": groups,
+        "world_size": world_size,
+        "record_sums": record_sums,
+        "quantile": quantile,
+        "threshold": _digest(threshold),
+    }
     ckpt = _Checkpoint(checkpoint, rank, world_size, fingerprint) if checkpoint is not None else None
     done = {g: {"batches": 0, "done": False} for g in groups}
     if ckpt is not None:
@@ -343,9 +346,15 @@ def record_activations(
                     continue
                 recorder.group = k
                 stream = iter_batches(
-                    opened[group], tokenizer=tokenizer, seq_len=seq_len, batch_size=batch_size,
-                    max_tokens=max_tokens, encoder_decoder=encoder_decoder,
-                    rank=rank, world_size=world_size, skip_batches=done[group]["batches"],
+                    opened[group],
+                    tokenizer=tokenizer,
+                    seq_len=seq_len,
+                    batch_size=batch_size,
+                    max_tokens=max_tokens,
+                    encoder_decoder=encoder_decoder,
+                    rank=rank,
+                    world_size=world_size,
+                    skip_batches=done[group]["batches"],
                 )
                 bar = tqdm(desc=f"record {group}", unit="tok", unit_scale=True, disable=not progress or rank != 0)
                 with bar:

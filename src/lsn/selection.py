@@ -39,7 +39,9 @@ def _per_layer(flat_index: torch.Tensor, num_layers: int, num_neurons: int) -> l
     return [flat_index[layers == layer] % num_neurons for layer in range(num_layers)]
 
 
-def _to_neuron_set(stats: ActivationStats, chosen: Mapping[str, torch.Tensor], method: str, parameters: dict) -> NeuronSet:
+def _to_neuron_set(
+    stats: ActivationStats, chosen: Mapping[str, torch.Tensor], method: str, parameters: dict
+) -> NeuronSet:
     """`chosen`: group -> flat indices `layer * neurons + neuron`."""
     return NeuronSet(
         {g: _per_layer(idx, stats.num_layers, stats.num_neurons) for g, idx in chosen.items()},
@@ -73,7 +75,11 @@ def select_lape(
     group where its probability exceeds the `activation_bar_ratio` bar. Small models need a
     larger `top_rate` (e.g. 0.05-0.1) to find neurons with a measurable effect.
     """
-    for name, value in (("top_rate", top_rate), ("filter_rate", filter_rate), ("activation_bar_ratio", activation_bar_ratio)):
+    for name, value in (
+        ("top_rate", top_rate),
+        ("filter_rate", filter_rate),
+        ("activation_bar_ratio", activation_bar_ratio),
+    ):
         if not 0 < value <= 1:
             raise ValueError(f"`{name}` must lie in (0, 1], got {value}.")
     if len(stats.groups) < 2:
@@ -96,7 +102,7 @@ def select_lape(
         "activation_bar_ratio": activation_bar_ratio,
         "filter_bar": filter_bar,
         "activation_bar": activation_bar,
-        "tokens": dict(zip(stats.groups, stats.tokens.tolist())),
+        "tokens": dict(zip(stats.groups, stats.tokens.tolist(), strict=True)),
     }
     return _to_neuron_set(stats, chosen, "lape", parameters)
 
@@ -197,6 +203,7 @@ def select_specialized(
     `k` may be one value or a value per group (e.g. per direction family en->x / x->en);
     `encoder_k` sets a separate share for the encoder layers of encoder-decoder models.
     """
+
     def share(value: float | Mapping[str, float], group: str) -> float:
         v = value[group] if isinstance(value, Mapping) else value
         if not 0 < v <= 1:
@@ -215,10 +222,18 @@ def select_specialized(
             kk = share(encoder_k if (layer < n_enc and encoder_k is not None) else k, g)
             per_layer.append(_cumulative_keep(stats.counts[layer, :, j], kk))
         neurons[g] = per_layer
-    parameters = {"k": dict(k) if isinstance(k, Mapping) else k,
-                  "encoder_k": dict(encoder_k) if isinstance(encoder_k, Mapping) else encoder_k}
-    return NeuronSet(neurons, num_layers=stats.num_layers, num_neurons=stats.num_neurons,
-                     method="specialization", parameters=parameters, model=_model_info(stats))
+    parameters = {
+        "k": dict(k) if isinstance(k, Mapping) else k,
+        "encoder_k": dict(encoder_k) if isinstance(encoder_k, Mapping) else encoder_k,
+    }
+    return NeuronSet(
+        neurons,
+        num_layers=stats.num_layers,
+        num_neurons=stats.num_neurons,
+        method="specialization",
+        parameters=parameters,
+        model=_model_info(stats),
+    )
 
 
 def random_neurons(neuron_set: NeuronSet, seed: int = 0, *, exclude_selected: bool = False) -> NeuronSet:
@@ -238,5 +253,11 @@ def random_neurons(neuron_set: NeuronSet, seed: int = 0, *, exclude_selected: bo
             layers.append(pool[torch.randperm(pool.numel(), generator=generator)[: idx.numel()]])
         neurons[g] = layers
     parameters = {"like": neuron_set.method, "seed": seed, "exclude_selected": exclude_selected}
-    return NeuronSet(neurons, num_layers=neuron_set.num_layers, num_neurons=neuron_set.num_neurons,
-                     method="random", parameters=parameters, model=neuron_set.model)
+    return NeuronSet(
+        neurons,
+        num_layers=neuron_set.num_layers,
+        num_neurons=neuron_set.num_neurons,
+        method="random",
+        parameters=parameters,
+        model=neuron_set.model,
+    )

@@ -79,7 +79,10 @@ class ActivationStats:
     def __post_init__(self) -> None:
         self.groups = list(self.groups)
         if self.counts.ndim != 3 or self.counts.dtype != torch.int64:
-            raise ValueError(f"`counts` must be an int64 tensor (layers, neurons, groups), got {tuple(self.counts.shape)} {self.counts.dtype}.")
+            raise ValueError(
+                "`counts` must be an int64 tensor (layers, neurons, groups), "
+                f"got {tuple(self.counts.shape)} {self.counts.dtype}."
+            )
         if len(set(self.groups)) != len(self.groups):
             raise ValueError(f"`groups` has duplicate names: {self.groups}.")
         k = len(self.groups)
@@ -94,12 +97,12 @@ class ActivationStats:
         if (self.threshold is None) != (self.above_threshold is None):
             raise ValueError("`threshold` and `above_threshold` go together: give both or neither.")
         if self.threshold is not None and self.threshold.shape != self.counts.shape[:2]:
-            raise ValueError(f"`threshold` has shape {tuple(self.threshold.shape)}, expected {tuple(self.counts.shape[:2])}.")
-        empty = [g for g, n in zip(self.groups, self.token_counts().amin(0).tolist()) if n == 0]
-        if empty:
             raise ValueError(
-                f"Group(s) {empty} have no tokens: give each group some text, or leave it out."
+                f"`threshold` has shape {tuple(self.threshold.shape)}, expected {tuple(self.counts.shape[:2])}."
             )
+        empty = [g for g, n in zip(self.groups, self.token_counts().amin(0).tolist(), strict=True) if n == 0]
+        if empty:
+            raise ValueError(f"Group(s) {empty} have no tokens: give each group some text, or leave it out.")
         self.metadata.setdefault("lsn_version", __version__)
 
     # ------------------------------------------------------------------ shape
@@ -169,8 +172,13 @@ class ActivationStats:
             for name in ("counts", "tokens", *_OPTIONAL)
             for t in [getattr(self, name)]
         }
-        return ActivationStats(groups=list(groups), quantile=self.quantile, threshold=self.threshold,
-                               metadata=dict(self.metadata), **kwargs)
+        return ActivationStats(
+            groups=list(groups),
+            quantile=self.quantile,
+            threshold=self.threshold,
+            metadata=dict(self.metadata),
+            **kwargs,
+        )
 
     # ------------------------------------------------------------------ merge
     def merge(self, other: ActivationStats) -> ActivationStats:
@@ -212,7 +220,9 @@ class ActivationStats:
         corpora = {**other.metadata.get("corpora", {}), **self.metadata.get("corpora", {})}
         if corpora:
             metadata["corpora"] = corpora
-        return ActivationStats(groups=groups, quantile=self.quantile, threshold=self.threshold, metadata=metadata, **merged)
+        return ActivationStats(
+            groups=groups, quantile=self.quantile, threshold=self.threshold, metadata=metadata, **merged
+        )
 
     def _padded(self, tensor: torch.Tensor, groups: list[str]) -> torch.Tensor:
         out = torch.zeros(*tensor.shape[:-1], len(groups), dtype=tensor.dtype)
@@ -269,7 +279,9 @@ class ActivationStats:
                 header = f.metadata() or {}
             tensors = load_file(path)
         except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"`{path}` is not a readable safetensors file ({err}); re-create it with `lsn record`.") from err
+            raise ValueError(
+                f"`{path}` is not a readable safetensors file ({err}); re-create it with `lsn record`."
+            ) from err
         return cls.from_state(tensors, header, source=path)
 
     def summary(self) -> str:

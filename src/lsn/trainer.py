@@ -40,19 +40,33 @@ class NeuronTrainer(Trainer):
         Other arguments are `Trainer`'s.
     """
 
-    def __init__(self, model: nn.Module | None = None, args=None, *, neurons: NeuronSet | None = None,
-                 neuron_groups: str | Iterable[str] | None = None, neuron_config: NeuronConfig | None = None, **kwargs):
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args=None,
+        *,
+        neurons: NeuronSet | None = None,
+        neuron_groups: str | Iterable[str] | None = None,
+        neuron_config: NeuronConfig | None = None,
+        **kwargs,
+    ):
         if isinstance(neuron_groups, str):
             neuron_groups = [neuron_groups]
         if isinstance(model, PeftModel) and neuron_config is not None:
-            raise ValueError("`model` is already a PeftModel: pass it without `neuron_config` (`neurons` may still "
-                             "name what it trains), or pass the base model to have NeuronTrainer wrap it.")
+            raise ValueError(
+                "`model` is already a PeftModel: pass it without `neuron_config` (`neurons` may still "
+                "name what it trains), or pass the base model to have NeuronTrainer wrap it."
+            )
         if neurons is not None:
             neurons.check_compatible(model)
         if not isinstance(model, PeftModel) and (neuron_config is not None or neurons is not None):
-            config = neuron_config or NeuronConfig(neurons=neurons, groups=list(neuron_groups) if neuron_groups else None)
+            config = neuron_config or NeuronConfig(
+                neurons=neurons, groups=list(neuron_groups) if neuron_groups else None
+            )
             if config.neurons is None:
-                config = dataclasses.replace(config, neurons=neurons, groups=list(neuron_groups) if neuron_groups else None)
+                config = dataclasses.replace(
+                    config, neurons=neurons, groups=list(neuron_groups) if neuron_groups else None
+                )
             model = get_peft_model(model, config)
         super().__init__(model=model, args=args, **kwargs)
         self.neuron_set = neurons.subset(neuron_groups) if neurons is not None and neuron_groups else neurons

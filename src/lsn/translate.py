@@ -21,14 +21,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingArguments
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    Seq2SeqTrainingArguments,
+)
 
 from .arguments import parse_recipe
 from .neuron_set import NeuronSet
 from .plotting import plot_overlap
 from .translation import (
-    SpecializationTrainer, TaskCollator, TaskMasks, TranslationFormat, build_dataset, direction_k,
-    evaluate_directions, identify, load_flores, load_parallel_file, parse_direction, results_table,
+    SpecializationTrainer,
+    TaskCollator,
+    TaskMasks,
+    TranslationFormat,
+    build_dataset,
+    direction_k,
+    evaluate_directions,
+    identify,
+    load_flores,
+    load_parallel_file,
+    parse_direction,
+    results_table,
 )
 
 logger = logging.getLogger("lsn.translate")
@@ -39,8 +55,14 @@ class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Hub id or local path; `lsn:demo` is the embedded tiny model."})
     revision: str | None = field(default=None, metadata={"help": "Model revision."})
     dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16, float16."})
-    style: str = field(default="codes", metadata={"help": "Input format: codes (NLLB/M2M100), tag (<2xx> token), prompt (decoder LLMs)."})
-    language_codes: str | None = field(default=None, metadata={"help": 'JSON {"zh": "zho_Hant", ...}: tokenizer codes overriding the defaults (style codes).'})
+    style: str = field(
+        default="codes",
+        metadata={"help": "Input format: codes (NLLB/M2M100), tag (<2xx> token), prompt (decoder LLMs)."},
+    )
+    language_codes: str | None = field(
+        default=None,
+        metadata={"help": 'JSON {"zh": "zho_Hant", ...}: tokenizer codes overriding the defaults (style codes).'},
+    )
 
     def format(self, max_length: int) -> TranslationFormat:
         codes = _json_field("language_codes", self.language_codes) or {}
@@ -60,8 +82,13 @@ def _json_field(name: str, value: str | None):
 @dataclass
 class DataArguments:
     directions: list[str] = field(metadata={"help": "Translation directions, e.g. en-de de-en."})
-    source: str = field(default="flores", metadata={"help": "flores (openlanguagedata/flores_plus), files, or world (the embedded synthetic world)."})
-    data_dir: str | None = field(default=None, metadata={"help": "For source=files: {train,validation,test}.SRC-TGT.{jsonl,tsv} files."})
+    source: str = field(
+        default="flores",
+        metadata={"help": "flores (openlanguagedata/flores_plus), files, or world (the embedded synthetic world)."},
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "For source=files: {train,validation,test}.SRC-TGT.{jsonl,tsv} files."}
+    )
     max_train_pairs: int | None = field(default=None, metadata={"help": "Training pairs per direction at most."})
     max_eval_pairs: int | None = field(default=None, metadata={"help": "Validation/test pairs per direction at most."})
     max_length: int = field(default=128, metadata={"help": "Tokens per side at most."})
@@ -75,12 +102,18 @@ class SpecializationArguments:
     pivot: str = field(default="en", metadata={"help": "Pivot language for direction families and averages."})
     direction_temperature: float = field(default=5.0, metadata={"help": "Temperature of direction sampling."})
     specialize: bool = field(default=True, metadata={"help": "Train with task masks (false: the unmasked baseline)."})
-    neurons: str | None = field(default=None, metadata={"help": "Neuron set to train with (default: <output_dir>/neurons)."})
+    neurons: str | None = field(
+        default=None, metadata={"help": "Neuron set to train with (default: <output_dir>/neurons)."}
+    )
     identify_batch_size: int = field(default=16, metadata={"help": "Pairs per identification batch."})
     num_beams: int = field(default=5, metadata={"help": "Beam size for evaluation."})
     max_new_tokens: int = field(default=128, metadata={"help": "Generated tokens at most."})
-    baseline_model: str | None = field(default=None, metadata={"help": "Model evaluated beside the trained one (default: model_name_or_path)."})
-    resource_groups: str | None = field(default=None, metadata={"help": 'JSON {"high": ["de", ...], "low": [...]} for averages.'})
+    baseline_model: str | None = field(
+        default=None, metadata={"help": "Model evaluated beside the trained one (default: model_name_or_path)."}
+    )
+    resource_groups: str | None = field(
+        default=None, metadata={"help": 'JSON {"high": ["de", ...], "low": [...]} for averages.'}
+    )
 
 
 def load(args: ModelArguments, path: str | None = None):
@@ -105,7 +138,9 @@ def load_pairs(data: DataArguments, split: str) -> dict[str, list[tuple[str, str
     limit = data.max_train_pairs if split == "train" else data.max_eval_pairs
     if data.source == "flores":
         if split == "train":
-            raise ValueError("FLORES has no training split; train on `source: files` (e.g. EC30) and evaluate on FLORES.")
+            raise ValueError(
+                "FLORES has no training split; train on `source: files` (e.g. EC30) and evaluate on FLORES."
+            )
         return load_flores(data.directions, "dev" if split == "validation" else "devtest", limit=limit)
     if data.source == "files":
         if not data.data_dir:
@@ -136,8 +171,15 @@ def run_identify(model_args, data, spec, training) -> NeuronSet:
     fmt = model_args.format(data.max_length)  # checked before the model loads
     model, tokenizer = load(model_args)
     k = direction_k(data.directions, spec.k, pivot=spec.pivot, k_to_pivot=spec.k_to_pivot)
-    stats, neurons = identify(model, tokenizer, fmt, load_pairs(data, "validation"), k=k, encoder_k=spec.encoder_k,
-                              batch_size=spec.identify_batch_size)
+    stats, neurons = identify(
+        model,
+        tokenizer,
+        fmt,
+        load_pairs(data, "validation"),
+        k=k,
+        encoder_k=spec.encoder_k,
+        batch_size=spec.identify_batch_size,
+    )
     out = neuron_path(spec, training)
     if training.process_index == 0:
         neurons.save_pretrained(out)
@@ -154,8 +196,13 @@ def run_train(model_args, data, spec, training) -> None:
     encoder_decoder = bool(model.config.is_encoder_decoder)
     train_set = build_dataset(tokenizer, fmt, load_pairs(data, "train"), data.directions)
     trainer = SpecializationTrainer(
-        model=model, args=training, train_dataset=train_set, data_collator=TaskCollator(tokenizer, model if encoder_decoder else None),
-        processing_class=tokenizer, task_masks=masks, directions=data.directions,
+        model=model,
+        args=training,
+        train_dataset=train_set,
+        data_collator=TaskCollator(tokenizer, model if encoder_decoder else None),
+        processing_class=tokenizer,
+        task_masks=masks,
+        directions=data.directions,
         direction_temperature=spec.direction_temperature,
     )
     trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
@@ -168,7 +215,9 @@ def run_evaluate(model_args, data, spec, training) -> str:
     fmt = model_args.format(data.max_length)
     groups = _json_field("resource_groups", spec.resource_groups)  # checked before hours of generation
     pairs = load_pairs(data, "test")
-    kwargs = dict(num_beams=spec.num_beams, batch_size=training.per_device_eval_batch_size, max_new_tokens=spec.max_new_tokens)
+    kwargs = dict(
+        num_beams=spec.num_beams, batch_size=training.per_device_eval_batch_size, max_new_tokens=spec.max_new_tokens
+    )
     results = {}
     baseline, tokenizer = load(model_args, spec.baseline_model)
     results["baseline"] = evaluate_directions(baseline, tokenizer, fmt, pairs, **kwargs)
@@ -185,8 +234,12 @@ def run_evaluate(model_args, data, spec, training) -> str:
     return table
 
 
-STAGES = {"identify": (run_identify,), "train": (run_train,), "evaluate": (run_evaluate,),
-          "all": (run_identify, run_train, run_evaluate)}
+STAGES = {
+    "identify": (run_identify,),
+    "train": (run_train,),
+    "evaluate": (run_evaluate,),
+    "all": (run_identify, run_train, run_evaluate),
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from huggingface_hub import ModelCard
 from peft import PeftConfig
@@ -74,12 +74,14 @@ class NeuronConfig(PeftConfig):
             The model the neurons were selected on, for the model card.
     """
 
-    neurons: Optional[Union[dict[str, list[int]], str, os.PathLike, NeuronSet]] = field(
+    neurons: dict[str, list[int]] | str | os.PathLike | NeuronSet | None = field(
         default=None,
-        metadata={"help": "The neurons to train: {layer: [indices]}, an lsn.NeuronSet (with `groups`) or the path of "
-                          "a saved NeuronSet. Stored as {\"layer\": [indices]}."},
+        metadata={
+            "help": "The neurons to train: {layer: [indices]}, an lsn.NeuronSet (with `groups`) or the path of "
+            'a saved NeuronSet. Stored as {"layer": [indices]}.'
+        },
     )
-    groups: Optional[list[str]] = field(
+    groups: list[str] | None = field(
         default=None,
         metadata={"help": "Groups of a NeuronSet to train (their union); required when the set has several groups."},
     )
@@ -88,22 +90,26 @@ class NeuronConfig(PeftConfig):
         metadata={"help": "'lora': rank-r delta on the neurons' rows/columns; 'full': a dense delta on them."},
     )
     r: int = field(default=8, metadata={"help": "LoRA rank ('lora' mode only)."})
-    lora_alpha: float = field(default=16, metadata={"help": "The delta is scaled by lora_alpha / r ('lora' mode only)."})
+    lora_alpha: float = field(
+        default=16, metadata={"help": "The delta is scaled by lora_alpha / r ('lora' mode only)."}
+    )
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter's input, both modes."})
-    target_modules: Optional[Union[list[str], str]] = field(
+    target_modules: list[str] | str | None = field(
         default=None,
-        metadata={"help": "FFN matrices to adapt by attribute name, e.g. ['gate_proj'] or ['fc1', 'fc2']; "
-                          "None: every FFN matrix of the model's family."},
+        metadata={
+            "help": "FFN matrices to adapt by attribute name, e.g. ['gate_proj'] or ['fc1', 'fc2']; "
+            "None: every FFN matrix of the model's family."
+        },
     )
     fused_gate_up: Literal["both", "gate", "up"] = field(
         default="both",
         metadata={"help": "Fused gate/up matrices (Phi-3): adapt the gate row j, the up row I + j, or both."},
     )
-    modules_to_save: Optional[list[str]] = field(
+    modules_to_save: list[str] | None = field(
         default=None, metadata={"help": "Other modules to train fully and save with the adapter."}
     )
-    num_layers: Optional[int] = field(default=None, metadata={"help": "FFN layers of the neurons' model."})
-    num_neurons: Optional[int] = field(default=None, metadata={"help": "Neurons per FFN layer of the neurons' model."})
+    num_layers: int | None = field(default=None, metadata={"help": "FFN layers of the neurons' model."})
+    num_neurons: int | None = field(default=None, metadata={"help": "Neurons per FFN layer of the neurons' model."})
     neuron_method: str = field(default="", metadata={"help": "How the neurons were selected, for the model card."})
     neuron_parameters: dict = field(
         default_factory=dict, metadata={"help": "The selection method's parameters, for the model card."}
@@ -124,8 +130,11 @@ class NeuronConfig(PeftConfig):
         if self.fused_gate_up not in ("both", "gate", "up"):
             raise ValueError(f"`fused_gate_up` must be 'both', 'gate' or 'up', got {self.fused_gate_up!r}.")
         if self.mode == "full" and (self.r, self.lora_alpha) != (8, 16):
-            warnings.warn(f"`r`={self.r} and `lora_alpha`={self.lora_alpha} are ignored in mode='full' "
-                          "(the delta is trained densely, unscaled).", stacklevel=3)
+            warnings.warn(
+                f"`r`={self.r} and `lora_alpha`={self.lora_alpha} are ignored in mode='full' "
+                "(the delta is trained densely, unscaled).",
+                stacklevel=3,
+            )
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         if self.target_modules is not None:
@@ -143,8 +152,10 @@ class NeuronConfig(PeftConfig):
             neurons = NeuronSet.load(neurons)
         if isinstance(neurons, NeuronSet):
             if self.groups is None and len(neurons) != 1:
-                raise ValueError(f"`groups` is required: the NeuronSet has groups {neurons.groups}; pass e.g. "
-                                 f"groups=[{neurons.groups[0]!r}] (several groups train their union).")
+                raise ValueError(
+                    f"`groups` is required: the NeuronSet has groups {neurons.groups}; pass e.g. "
+                    f"groups=[{neurons.groups[0]!r}] (several groups train their union)."
+                )
             self.groups = list(self.groups if self.groups is not None else neurons.groups)
             self.num_layers, self.num_neurons = neurons.num_layers, neurons.num_neurons
             self.neuron_method = self.neuron_method or neurons.method
@@ -152,24 +163,30 @@ class NeuronConfig(PeftConfig):
             self.neuron_model = self.neuron_model or neurons.model.get("model_name", "")
             neurons = neurons.layer_dict(self.groups)
         if not isinstance(neurons, Mapping):
-            raise TypeError(f"`neurons` must be a mapping {{layer: [indices]}}, a NeuronSet or a path, "
-                            f"got {type(neurons).__name__}.")
+            raise TypeError(
+                f"`neurons` must be a mapping {{layer: [indices]}}, a NeuronSet or a path, "
+                f"got {type(neurons).__name__}."
+            )
         out: dict[str, list[int]] = {}
         for layer, indices in neurons.items():
             try:
                 key = int(layer)
                 values = sorted({int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)})
             except (TypeError, ValueError) as err:
-                raise ValueError(f"`neurons` must map integer layers to integer indices; layer {layer!r} "
-                                 f"has {indices!r}.") from err
+                raise ValueError(
+                    f"`neurons` must map integer layers to integer indices; layer {layer!r} has {indices!r}."
+                ) from err
             if key < 0 or (values and values[0] < 0):
-                raise ValueError(f"`neurons` layers and indices must be >= 0, got layer {key} with indices "
-                                 f"{values[:5]}.")
+                raise ValueError(
+                    f"`neurons` layers and indices must be >= 0, got layer {key} with indices {values[:5]}."
+                )
             if self.num_layers is not None and key >= self.num_layers:
                 raise ValueError(f"`neurons` has layer {key}, but `num_layers` is {self.num_layers}.")
             if self.num_neurons is not None and values and values[-1] >= self.num_neurons:
-                raise ValueError(f"`neurons` layer {key}: indices {[i for i in values if i >= self.num_neurons][:5]} "
-                                 f"are out of range [0, {self.num_neurons}).")
+                raise ValueError(
+                    f"`neurons` layer {key}: indices {[i for i in values if i >= self.num_neurons][:5]} "
+                    f"are out of range [0, {self.num_neurons})."
+                )
             if values:
                 out[str(key)] = values
         if not out:
@@ -198,18 +215,31 @@ def card_section(config: NeuronConfig, lora_rank: int | None = None) -> str:
     num_layers = config.num_layers or max(counts) + 1
     header = "| | total | " + " | ".join(f"L{layer}" for layer in range(num_layers)) + " |"
     rule = "|---" * (num_layers + 2) + "|"
-    row = (f"| neurons | {sum(counts.values())} | "
-           + " | ".join(str(counts.get(layer, 0)) for layer in range(num_layers)) + " |")
-    training = (f"LoRA factors of rank {config.r} (lora_alpha {config.lora_alpha})" if config.mode == "lora"
-                else "a dense delta (full mode)")
+    row = (
+        f"| neurons | {sum(counts.values())} | "
+        + " | ".join(str(counts.get(layer, 0)) for layer in range(num_layers))
+        + " |"
+    )
+    training = (
+        f"LoRA factors of rank {config.r} (lora_alpha {config.lora_alpha})"
+        if config.mode == "lora"
+        else "a dense delta (full mode)"
+    )
     targets = ", ".join(f"`{m}`" for m in config.target_modules) if config.target_modules else "every FFN matrix"
-    params = "\n".join(f"- `{k}`: `{v}`" for k, v in config.neuron_parameters.items() if v is not None) or "- (none recorded)"
+    params = (
+        "\n".join(f"- `{k}`: `{v}`" for k, v in config.neuron_parameters.items() if v is not None)
+        or "- (none recorded)"
+    )
     shape = f"{config.num_layers} layers x {config.num_neurons} neurons" if config.num_neurons else "unknown shape"
-    exported = [] if lora_rank is None else [
-        "",
-        f"Exported by `lsn.to_lora` as a plain LoRA of rank {lora_rank} whose factors are zero outside the "
-        "neurons' rows/columns: the same outputs, loadable by standard LoRA serving without lsn.",
-    ]
+    exported = (
+        []
+        if lora_rank is None
+        else [
+            "",
+            f"Exported by `lsn.to_lora` as a plain LoRA of rank {lora_rank} whose factors are zero outside the "
+            "neurons' rows/columns: the same outputs, loadable by standard LoRA serving without lsn.",
+        ]
+    )
     lines = [
         _CARD_BEGIN,
         "## Language-specific neuron adapter (lsn)",

@@ -48,8 +48,13 @@ def _dense_factors(layer: NeuronLayer, adapter_name: str, rank: int) -> tuple[to
     return A, B
 
 
-def to_lora(source: PeftModel | str | os.PathLike, save_directory: str | os.PathLike, *,
-            adapter_name: str = "default", base_model: nn.Module | None = None) -> Path:
+def to_lora(
+    source: PeftModel | str | os.PathLike,
+    save_directory: str | os.PathLike,
+    *,
+    adapter_name: str = "default",
+    base_model: nn.Module | None = None,
+) -> Path:
     """Write an lsn adapter as a PEFT LoRA adapter (`adapter_config.json`, `adapter_model.safetensors`, card).
 
     Args:
@@ -64,19 +69,29 @@ def to_lora(source: PeftModel | str | os.PathLike, save_directory: str | os.Path
     loaded = not isinstance(source, PeftModel)
     if loaded:
         if base_model is None:
-            raise ValueError(f"`base_model` is required to export the saved adapter `{source}`: pass the model it "
-                             "was trained on, e.g. `to_lora(folder, out, base_model=model)`.")
+            raise ValueError(
+                f"`base_model` is required to export the saved adapter `{source}`: pass the model it "
+                "was trained on, e.g. `to_lora(folder, out, base_model=model)`."
+            )
         source = PeftModel.from_pretrained(base_model, str(source), adapter_name=adapter_name)
     try:
         config = source.peft_config.get(adapter_name)
         if not isinstance(config, NeuronConfig):
-            raise TypeError(f"Adapter `{adapter_name}` is not an lsn neuron adapter ({type(config).__name__}); "
-                            f"adapters: {list(source.peft_config)}.")
-        layers = {name: m for name, m in source.base_model.model.named_modules()
-                  if isinstance(m, NeuronLayer) and adapter_name in m.lsn_indices}
+            raise TypeError(
+                f"Adapter `{adapter_name}` is not an lsn neuron adapter ({type(config).__name__}); "
+                f"adapters: {list(source.peft_config)}."
+            )
+        layers = {
+            name: m
+            for name, m in source.base_model.model.named_modules()
+            if isinstance(m, NeuronLayer) and adapter_name in m.lsn_indices
+        }
         rank = config.r if config.mode == "lora" else max(len(m.lsn_indices[adapter_name]) for m in layers.values())
-        state = {k: v for k, v in get_peft_model_state_dict(source, adapter_name=adapter_name).items()
-                 if not any(k.startswith(f"{_PREFIX}{name}.lsn_") for name in layers)}
+        state = {
+            k: v
+            for k, v in get_peft_model_state_dict(source, adapter_name=adapter_name).items()
+            if not any(k.startswith(f"{_PREFIX}{name}.lsn_") for name in layers)
+        }
         for name, layer in layers.items():
             A, B = _dense_factors(layer, adapter_name, rank)
             state[f"{_PREFIX}{name}.lora_A.weight"] = A.contiguous()
@@ -94,8 +109,11 @@ def to_lora(source: PeftModel | str | os.PathLike, save_directory: str | os.Path
         )
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(out / "adapter_model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in state.items()},
+            str(out / "adapter_model.safetensors"),
+            metadata={"format": "pt"},
+        )
         lora.save_pretrained(str(out))
         write_card_section(out, config, lora_rank=rank)
     finally:
@@ -104,8 +122,14 @@ def to_lora(source: PeftModel | str | os.PathLike, save_directory: str | os.Path
     return out
 
 
-def push_to_hub(model: PeftModel, repo_id: str, *, private: bool | None = None, token: str | None = None,
-                commit_message: str = "Upload lsn neuron adapter") -> str:
+def push_to_hub(
+    model: PeftModel,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload lsn neuron adapter",
+) -> str:
     """Create (if needed) and upload to a hub repository what `model.save_pretrained` writes, lsn's model card
     included; returns the commit URL.
 

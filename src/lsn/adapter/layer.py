@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +45,9 @@ class NeuronLayer(nn.Module, BaseTunerLayer):
     adapter_layer_names = ("lsn_A", "lsn_B", "lsn_delta")
     other_param_names = ("lsn_indices", "lsn_scaling", "lsn_mode", "lsn_dropout")
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, indices: torch.Tensor, axis: Axis,
-                 config: NeuronConfig) -> None:
+    def __init__(
+        self, base_layer: nn.Module, adapter_name: str, indices: torch.Tensor, axis: Axis, config: NeuronConfig
+    ) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.lsn_axis: Axis = axis
@@ -147,7 +148,7 @@ class NeuronLayer(nn.Module, BaseTunerLayer):
                 "unquantized to merge, or keep the adapter unmerged (forward works on quantized bases)."
             )
 
-    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         """Add the active (or given) adapters' deltas into the base weight at their rows/columns.
 
         `safe_merge` merges into a copy first and refuses a result with NaN/inf.
@@ -174,7 +175,7 @@ class NeuronLayer(nn.Module, BaseTunerLayer):
     def unmerge(self) -> None:
         """Subtract the merged adapters' deltas again, last merged first."""
         if not self.merged:
-            warnings.warn("Already unmerged. Nothing to do.")
+            warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)
             return
         with torch.no_grad():
             while self.merged_adapters:

@@ -54,12 +54,16 @@ def plan_targets(model: nn.Module, config: NeuronConfig) -> dict[str, NeuronTarg
         )
     neurons = config.layer_dict()
     if bad := sorted(layer for layer in neurons if layer >= num_layers):
-        raise ValueError(f"`neurons` has layers {bad[:5]}, but {arch} has {num_layers} FFN layers "
-                         f"(0..{num_layers - 1}, encoder first).")
+        raise ValueError(
+            f"`neurons` has layers {bad[:5]}, but {arch} has {num_layers} FFN layers "
+            f"(0..{num_layers - 1}, encoder first)."
+        )
     for layer, indices in neurons.items():
         if indices[-1] >= num_neurons:
-            raise ValueError(f"`neurons` layer {layer}: indices {[i for i in indices if i >= num_neurons][:5]} are "
-                             f"out of range [0, {num_neurons}) for {arch}.")
+            raise ValueError(
+                f"`neurons` layer {layer}: indices {[i for i in indices if i >= num_neurons][:5]} are "
+                f"out of range [0, {num_neurons}) for {arch}."
+            )
     rows = sorted({name for s in sites for name in s.family.inputs})
     columns = sorted({s.family.output for s in sites})
     wanted = config.target_modules or rows + columns
@@ -69,8 +73,9 @@ def plan_targets(model: nn.Module, config: NeuronConfig) -> dict[str, NeuronTarg
             f"and columns of {columns}. Choose among those, or leave `target_modules` unset for all of them."
         )
     if config.fused_gate_up != "both" and all(s.family.fused_inputs == 1 for s in sites):
-        warnings.warn(f"`fused_gate_up`={config.fused_gate_up!r} is ignored: {arch} has no fused gate/up matrix.",
-                      stacklevel=2)
+        warnings.warn(
+            f"`fused_gate_up`={config.fused_gate_up!r} is ignored: {arch} has no fused gate/up matrix.", stacklevel=2
+        )
     targets: dict[str, NeuronTarget] = {}
     for site in sites:
         if site.index not in neurons:
@@ -117,8 +122,16 @@ class NeuronModel(BaseTuner):
     def _check_target_module_exists(self, peft_config: NeuronConfig, key: str) -> bool:
         return key in self._lsn_targets
 
-    def _create_and_replace(self, peft_config: NeuronConfig, adapter_name: str, target: nn.Module,
-                            target_name: str, parent: nn.Module, current_key: str, **optional_kwargs) -> None:
+    def _create_and_replace(
+        self,
+        peft_config: NeuronConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **optional_kwargs,
+    ) -> None:
         plan = self._lsn_targets[current_key]
         if isinstance(target, NeuronLayer):
             target.update_layer(adapter_name, plan.channels, peft_config)

@@ -54,8 +54,14 @@ def _local(path: Path, what: str) -> datasets.Dataset:
     return datasets.load_dataset("json", data_files=str(path), split="train")
 
 
-def load_xnli(lang: str, split: Literal["train", "validation", "test"] = "test", *, data_dir: str | Path | None = None,
-              name: str = "facebook/xnli", limit: int | None = None) -> datasets.Dataset:
+def load_xnli(
+    lang: str,
+    split: Literal["train", "validation", "test"] = "test",
+    *,
+    data_dir: str | Path | None = None,
+    name: str = "facebook/xnli",
+    limit: int | None = None,
+) -> datasets.Dataset:
     """One language's XNLI split from the hub (or `data_dir`), at most `limit` rows."""
     what = f"XNLI {lang}/{split}"
     if data_dir is not None:
@@ -68,8 +74,9 @@ def load_xnli(lang: str, split: Literal["train", "validation", "test"] = "test",
     return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
 
 
-def load_xquad(lang: str, *, data_dir: str | Path | None = None, name: str = "google/xquad",
-               limit: int | None = None) -> datasets.Dataset:
+def load_xquad(
+    lang: str, *, data_dir: str | Path | None = None, name: str = "google/xquad", limit: int | None = None
+) -> datasets.Dataset:
     """One language's XQuAD (its only split, validation) from the hub (or `data_dir`)."""
     what = f"XQuAD {lang}"
     if data_dir is not None:
@@ -93,19 +100,23 @@ def paper_split(ds: datasets.Dataset, train_fraction: float = 0.8) -> tuple[data
 
 # ---------------------------------------------------------------- formats
 def nli_prompt(premise: str, hypothesis: str) -> str:
-    return (f"Premise: {premise}\nHypothesis: {hypothesis}\n"
-            "Does the premise entail the hypothesis? Answer entailment, neutral or contradiction.\nAnswer:")
+    return (
+        f"Premise: {premise}\nHypothesis: {hypothesis}\n"
+        "Does the premise entail the hypothesis? Answer entailment, neutral or contradiction.\nAnswer:"
+    )
 
 
 def qa_prompt(context: str, question: str) -> str:
-    return (f"Answer the question with a span copied from the context.\nContext: {context}\n"
-            f"Question: {question}\nAnswer:")
+    return (
+        f"Answer the question with a span copied from the context.\nContext: {context}\nQuestion: {question}\nAnswer:"
+    )
 
 
 def encode_nli_classification(tokenizer, max_length: int = 256):
     """Batched map function: premise + EOS + hypothesis, the label as `labels` (a linear head on the last token)."""
+
     def encode(batch: dict) -> dict:
-        texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(batch["premise"], batch["hypothesis"])]
+        texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(batch["premise"], batch["hypothesis"], strict=True)]
         out = tokenizer(texts, truncation=True, max_length=max_length)
         out["labels"] = list(batch["label"])
         return out
@@ -119,16 +130,19 @@ def prompt_features(tokenizer, prompt: str, answer: str, max_length: int) -> dic
     prompt_ids = tokenizer(prompt)["input_ids"]
     budget = max(1, max_length - len(answer_ids))
     if len(prompt_ids) > budget:
-        prompt_ids = prompt_ids[:1] + prompt_ids[len(prompt_ids) - budget + 1:]
+        prompt_ids = prompt_ids[:1] + prompt_ids[len(prompt_ids) - budget + 1 :]
     ids = prompt_ids + answer_ids
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt_ids) + answer_ids}
 
 
 def encode_nli_prompt(tokenizer, max_length: int = 256):
     """Batched map function: an instruction prompt whose answer is the label word (loss on it only)."""
+
     def encode(batch: dict) -> dict:
-        rows = [prompt_features(tokenizer, nli_prompt(p, h), NLI_LABELS[int(y)], max_length)
-                for p, h, y in zip(batch["premise"], batch["hypothesis"], batch["label"])]
+        rows = [
+            prompt_features(tokenizer, nli_prompt(p, h), NLI_LABELS[int(y)], max_length)
+            for p, h, y in zip(batch["premise"], batch["hypothesis"], batch["label"], strict=True)
+        ]
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
 
     return encode
@@ -136,9 +150,12 @@ def encode_nli_prompt(tokenizer, max_length: int = 256):
 
 def encode_qa_prompt(tokenizer, max_length: int = 512):
     """Batched map function: an instruction prompt whose answer is the first gold span (loss on it only)."""
+
     def encode(batch: dict) -> dict:
-        rows = [prompt_features(tokenizer, qa_prompt(c, q), a["text"][0], max_length)
-                for c, q, a in zip(batch["context"], batch["question"], batch["answers"])]
+        rows = [
+            prompt_features(tokenizer, qa_prompt(c, q), a["text"][0], max_length)
+            for c, q, a in zip(batch["context"], batch["question"], batch["answers"], strict=True)
+        ]
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
 
     return encode

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..metrics import accuracy, qa_scores
 from ..models import first_device
-from .data import NLI_LABELS, prompt_features, nli_prompt, qa_prompt
+from .data import NLI_LABELS, nli_prompt, prompt_features, qa_prompt
 
 __all__ = ["evaluate_nli_classification", "evaluate_nli_prompt", "evaluate_qa", "results_table"]
 
@@ -28,31 +28,36 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
 def _rows(ds: datasets.Dataset, batch_size: int, desc: str) -> Iterator[dict]:
     """`ds` in slices of `batch_size` rows, with a progress bar."""
     for i in tqdm(range(0, len(ds), batch_size), desc=desc, leave=False):
-        yield ds[i:i + batch_size]
+        yield ds[i : i + batch_size]
 
 
-def evaluate_nli_classification(model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 16,
-                                max_length: int = 256) -> dict[str, float]:
+def evaluate_nli_classification(
+    model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 16, max_length: int = 256
+) -> dict[str, float]:
     """Accuracy of a sequence-classification model on premise + EOS + hypothesis."""
     device, predictions = first_device(model), []
     model.eval()
     with torch.inference_mode():
         for rows in _rows(ds, batch_size, "xnli"):
-            texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(rows["premise"], rows["hypothesis"])]
+            texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(rows["premise"], rows["hypothesis"], strict=True)]
             enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
             predictions += model(**enc).logits.argmax(-1).tolist()
     return {"accuracy": accuracy(predictions, ds["label"])}
 
 
-def evaluate_nli_prompt(model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 8,
-                        max_length: int = 256) -> dict[str, float]:
+def evaluate_nli_prompt(
+    model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 8, max_length: int = 256
+) -> dict[str, float]:
     """Accuracy of a causal LM ranking the three label words by their log-likelihood after the prompt."""
     device, predictions = first_device(model), []
     model.eval()
     with torch.inference_mode():
         for rows in _rows(ds, batch_size, "xnli"):
-            feats = [prompt_features(tokenizer, nli_prompt(p, h), label, max_length)
-                     for p, h in zip(rows["premise"], rows["hypothesis"]) for label in NLI_LABELS]
+            feats = [
+                prompt_features(tokenizer, nli_prompt(p, h), label, max_length)
+                for p, h in zip(rows["premise"], rows["hypothesis"], strict=True)
+                for label in NLI_LABELS
+            ]
             ids = _pad([f["input_ids"] for f in feats], tokenizer.pad_token_id).to(device)
             mask = _pad([f["attention_mask"] for f in feats], 0).to(device)
             labels = _pad([f["labels"] for f in feats], -100).to(device)
@@ -64,8 +69,15 @@ def evaluate_nli_prompt(model: nn.Module, tokenizer, ds: datasets.Dataset, batch
     return {"accuracy": accuracy(predictions, ds["label"])}
 
 
-def evaluate_qa(model: nn.Module, tokenizer, ds: datasets.Dataset, lang: str | None = None, batch_size: int = 8,
-                max_length: int = 512, max_new_tokens: int = 32) -> dict[str, float]:
+def evaluate_qa(
+    model: nn.Module,
+    tokenizer,
+    ds: datasets.Dataset,
+    lang: str | None = None,
+    batch_size: int = 8,
+    max_length: int = 512,
+    max_new_tokens: int = 32,
+) -> dict[str, float]:
     """Exact match and F1 (percent) of greedy answers, cut at the first line break."""
     device, predictions = first_device(model), []
     model.eval()
@@ -73,20 +85,26 @@ def evaluate_qa(model: nn.Module, tokenizer, ds: datasets.Dataset, lang: str | N
     try:
         with torch.inference_mode():
             for rows in _rows(ds, batch_size, f"xquad {lang or ''}"):
-                prompts = [qa_prompt(c, q) for c, q in zip(rows["context"], rows["question"])]
-                enc = tokenizer(prompts, truncation=True, max_length=max_length - max_new_tokens, padding=True,
-                                return_tensors="pt").to(device)
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                prompts = [qa_prompt(c, q) for c, q in zip(rows["context"], rows["question"], strict=True)]
+                enc = tokenizer(
+                    prompts, truncation=True, max_length=max_length - max_new_tokens, padding=True, return_tensors="pt"
+                ).to(device)
+                out = model.generate(
+                    **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                )
+                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
                 predictions += [t.strip().split("\n")[0].strip() for t in texts]
     finally:
         tokenizer.padding_side = side
     return qa_scores(predictions, [a["text"] for a in ds["answers"]], lang)
 
 
-def results_table(results: Mapping[str, Mapping[str, Mapping[str, float]]], metric: str,
-                  output_dir: str | os.PathLike | None = None, baseline: str | None = None) -> str:
+def results_table(
+    results: Mapping[str, Mapping[str, Mapping[str, float]]],
+    metric: str,
+    output_dir: str | os.PathLike | None = None,
+    baseline: str | None = None,
+) -> str:
     """Markdown: one row per language, one column per condition (the baseline first), and the mean;
     also `results.md` / `results.json` in `output_dir`."""
     conditions = list(results)
@@ -95,7 +113,7 @@ def results_table(results: Mapping[str, Mapping[str, Mapping[str, float]]], metr
             raise ValueError(f"No results for the baseline `{baseline}`; conditions: {conditions}.")
         conditions = [baseline] + [c for c in conditions if c != baseline]
     languages = list(next(iter(results.values())))
-    lines = [f"| language | " + " | ".join(conditions) + " |", "|---" * (len(conditions) + 1) + "|"]
+    lines = ["| language | " + " | ".join(conditions) + " |", "|---" * (len(conditions) + 1) + "|"]
     for lang in languages:
         cells = []
         for c in conditions:
@@ -117,6 +135,8 @@ def results_table(results: Mapping[str, Mapping[str, Mapping[str, float]]], metr
         directory = Path(output_dir)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "results.md").write_text(table + "\n", encoding="utf-8")
-        (directory / "results.json").write_text(json.dumps({"metric": metric, "baseline": baseline, "results": results},
-                                                           indent=2, ensure_ascii=False), encoding="utf-8")
+        (directory / "results.json").write_text(
+            json.dumps({"metric": metric, "baseline": baseline, "results": results}, indent=2, ensure_ascii=False),
+            encoding="utf-8",
+        )
     return table

@@ -35,12 +35,24 @@ SEQ_LEN, BATCH_SIZE = 128, 16
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lsn.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="demo-output", help="directory for every result (default: demo-output)")
-    parser.add_argument("--record-tokens", type=int, default=50_000, help="tokens per language to record (default: %(default)s)")
-    parser.add_argument("--eval-tokens", type=int, default=6144, help="held-out tokens per language (default: %(default)s)")
-    parser.add_argument("--top-rate", type=float, default=DEMO_TOP_RATE,
-                        help="LAPE top rate; a tiny model needs far more than the paper's 0.01 (default: %(default)s)")
-    parser.add_argument("--finetune-steps", type=int, default=400,
-                        help="NLI fine-tuning steps per condition; 0 skips fine-tuning (default: %(default)s)")
+    parser.add_argument(
+        "--record-tokens", type=int, default=50_000, help="tokens per language to record (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--eval-tokens", type=int, default=6144, help="held-out tokens per language (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--top-rate",
+        type=float,
+        default=DEMO_TOP_RATE,
+        help="LAPE top rate; a tiny model needs far more than the paper's 0.01 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=400,
+        help="NLI fine-tuning steps per condition; 0 skips fine-tuning (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.output)
@@ -54,8 +66,15 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("model: %s; %d languages", model.config.name_or_path, len(texts))
 
     # ---------------------------------------------------------------- record
-    stats = record_activations(model, texts, tokenizer=tokenizer, seq_len=SEQ_LEN, batch_size=BATCH_SIZE,
-                               max_tokens=args.record_tokens, record_sums=True)
+    stats = record_activations(
+        model,
+        texts,
+        tokenizer=tokenizer,
+        seq_len=SEQ_LEN,
+        batch_size=BATCH_SIZE,
+        max_tokens=args.record_tokens,
+        record_sums=True,
+    )
     stats.save(out / "activation_stats.safetensors")
     print(stats.summary())
 
@@ -66,8 +85,16 @@ def main(argv: list[str] | None = None) -> None:
     plots = plot_neuron_set(neurons, out)
 
     # ---------------------------------------------------------------- validate: deactivation NLL matrix
-    matrix = nll_matrix(model, neurons, heldout, tokenizer=tokenizer, seq_len=SEQ_LEN, batch_size=BATCH_SIZE,
-                        max_tokens=args.eval_tokens, random_control=0)
+    matrix = nll_matrix(
+        model,
+        neurons,
+        heldout,
+        tokenizer=tokenizer,
+        seq_len=SEQ_LEN,
+        batch_size=BATCH_SIZE,
+        max_tokens=args.eval_tokens,
+        random_control=0,
+    )
     plots += [p for p in matrix.save(out) if p.suffix == ".png"]
     print(matrix.to_markdown())
 
@@ -91,17 +118,36 @@ def _finetune(out: Path, steps: int) -> str:
     for condition in FINETUNE_CONDITIONS:
         neuron = condition != "lora"
         training = TrainingArguments(
-            output_dir=str(out / "finetune" / condition), max_steps=steps, per_device_train_batch_size=16,
-            learning_rate=3e-3, lr_scheduler_type="linear", logging_steps=max(1, steps // 4), save_strategy="no",
-            report_to=[], use_cpu=True, seed=0,
+            output_dir=str(out / "finetune" / condition),
+            max_steps=steps,
+            per_device_train_batch_size=16,
+            learning_rate=3e-3,
+            lr_scheduler_type="linear",
+            logging_steps=max(1, steps // 4),
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            seed=0,
         )
         results[condition] = train(
             ModelArguments(model_name_or_path="lsn:demo"),
-            NeuronArguments(condition=condition, neurons=str(out / "lape-neurons") if neuron else None,
-                            neuron_groups=["en"] if neuron else None, r=16, lora_alpha=32,
-                            target_modules=["gate_proj", "up_proj", "down_proj"] if neuron else None),
-            DataArguments(task="xnli", format="classification", eval_languages=list(LANGUAGES), data_dir=WORLD_DATA,
-                          train_fraction=1.0, max_eval_samples=300, max_length=128),
+            NeuronArguments(
+                condition=condition,
+                neurons=str(out / "lape-neurons") if neuron else None,
+                neuron_groups=["en"] if neuron else None,
+                r=16,
+                lora_alpha=32,
+                target_modules=["gate_proj", "up_proj", "down_proj"] if neuron else None,
+            ),
+            DataArguments(
+                task="xnli",
+                format="classification",
+                eval_languages=list(LANGUAGES),
+                data_dir=WORLD_DATA,
+                train_fraction=1.0,
+                max_eval_samples=300,
+                max_length=128,
+            ),
             training,
         )
     return results_table(results, "accuracy", out / "finetune", baseline="lora")
@@ -111,7 +157,10 @@ def _report(model, stats, neurons, matrix, args, plots: list[Path], out: Path, t
     c = model.config
     counts = neurons.counts_per_layer()
     delta = matrix.delta
-    verdict = ["| language | own rise | largest other rise | random neurons, own rise | specific |", "|---|---|---|---|---|"]
+    verdict = [
+        "| language | own rise | largest other rise | random neurons, own rise | specific |",
+        "|---|---|---|---|---|",
+    ]
     for i, lang in enumerate(matrix.columns):
         own = float(delta[i, i])
         other = max(float(delta[i, j]) for j in range(len(matrix.columns)) if j != i)
@@ -120,39 +169,64 @@ def _report(model, stats, neurons, matrix, args, plots: list[Path], out: Path, t
         verdict.append(f"| {lang} | {own:+.3f} | {other:+.3f} | {rand:+.3f} | {'yes' if ok else 'no'} |")
     p = stats.probabilities()
     lines = [
-        "# lsn demo: language-specific neurons of a tiny pretrained Llama", "",
+        "# lsn demo: language-specific neurons of a tiny pretrained Llama",
+        "",
         f"Model: `{c.name_or_path}`, a Llama with {c.num_hidden_layers} layers x {c.intermediate_size} MLP neurons "
         f"(hidden {c.hidden_size}, vocabulary {c.vocab_size}), pretrained on the synthetic world's seven languages "
-        "(`python -m lsn.demo.pretrain`).", "",
-        "## 1. Activation statistics", "",
+        "(`python -m lsn.demo.pretrain`).",
+        "",
+        "## 1. Activation statistics",
+        "",
         f"Recorded on up to {args.record_tokens} tokens of pretraining-distribution text per language, "
-        f"packed into {SEQ_LEN}-token windows.", "",
-        "| language | tokens | mean firing rate |", "|---|---|---|",
-        *[f"| {g} | {int(stats.tokens[k])} | {p[..., k].mean().item():.4f} |" for k, g in enumerate(stats.groups)], "",
-        "## 2. LAPE neurons", "",
+        f"packed into {SEQ_LEN}-token windows.",
+        "",
+        "| language | tokens | mean firing rate |",
+        "|---|---|---|",
+        *[f"| {g} | {int(stats.tokens[k])} | {p[..., k].mean().item():.4f} |" for k, g in enumerate(stats.groups)],
+        "",
+        "## 2. LAPE neurons",
+        "",
         f"`select_lape(stats, top_rate={args.top_rate})`. A model this small needs a far larger `top_rate` than the "
-        "paper's 0.01, which keeps only a handful of neurons whose deactivation barely moves the NLL.", "",
+        "paper's 0.01, which keeps only a handful of neurons whose deactivation barely moves the NLL.",
+        "",
         "| language | neurons | " + " | ".join(f"layer {layer}" for layer in range(neurons.num_layers)) + " |",
         "|---" * (neurons.num_layers + 2) + "|",
-        *[f"| {g} | {int(counts[k].sum())} | " + " | ".join(str(int(n)) for n in counts[k]) + " |"
-          for k, g in enumerate(neurons.groups)], "",
-        "## 3. Deactivation NLL matrix", "",
+        *[
+            f"| {g} | {int(counts[k].sum())} | " + " | ".join(str(int(n)) for n in counts[k]) + " |"
+            for k, g in enumerate(neurons.groups)
+        ],
+        "",
+        "## 3. Deactivation NLL matrix",
+        "",
         f"Mean token NLL change (nats) on held-out text (another seed, up to {args.eval_tokens} tokens per language) "
-        "when a row's neurons are set to zero; `random:X` rows deactivate as many random neurons per layer as X's.", "",
-        matrix.to_markdown(), "",
-        *verdict, "",
-        *([
-            "## 4. Fine-tuning on English NLI, zero-shot on every language", "",
-            f"The world's NLI task in the XNLI schema (premise + EOS + hypothesis, a linear head on the last token), "
-            f"{args.finetune_steps} steps on English only; accuracy (%) on 300 test items per language, chance 33.3. "
-            "Columns: LoRA on attention (r 16), LoRA on the English LAPE neurons' gate/up/down rows and columns "
-            "(r 16), and on as many random neurons; in brackets the difference to LoRA.", "",
-            table, "",
-        ] if table else []),
-        "## Plots", "",
+        "when a row's neurons are set to zero; `random:X` rows deactivate as many random neurons per layer as X's.",
+        "",
+        matrix.to_markdown(),
+        "",
+        *verdict,
+        "",
+        *(
+            [
+                "## 4. Fine-tuning on English NLI, zero-shot on every language",
+                "",
+                "The world's NLI task in the XNLI schema (premise + EOS + hypothesis, a linear head on the last "
+                f"token), {args.finetune_steps} steps on English only; accuracy (%) on 300 test items per language, "
+                "chance 33.3. "
+                "Columns: LoRA on attention (r 16), LoRA on the English LAPE neurons' gate/up/down rows and columns "
+                "(r 16), and on as many random neurons; in brackets the difference to LoRA.",
+                "",
+                table,
+                "",
+            ]
+            if table
+            else []
+        ),
+        "## Plots",
+        "",
         *[f"![{path.stem}]({path.relative_to(out).as_posix()})\n" for path in plots],
         "Files: `activation_stats.safetensors`, `lape-neurons/` (neuron set with its model card), "
-        "`nll_matrix.json`, `nll_matrix.csv`.", "",
+        "`nll_matrix.json`, `nll_matrix.csv`.",
+        "",
     ]
     return "\n".join(lines)
 

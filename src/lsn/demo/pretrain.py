@@ -32,8 +32,15 @@ from .tokenizer import train_tokenizer
 from .world import LANGUAGES, monolingual_corpus
 
 __all__ = [
-    "DEMO_MODEL_DIR", "DEMO_TOP_RATE", "SETTINGS", "cache_dir", "demo_lape_neurons", "heldout_texts", "load_demo_model",
-    "pretrain", "pretraining_texts",
+    "DEMO_MODEL_DIR",
+    "DEMO_TOP_RATE",
+    "SETTINGS",
+    "cache_dir",
+    "demo_lape_neurons",
+    "heldout_texts",
+    "load_demo_model",
+    "pretrain",
+    "pretraining_texts",
 ]
 
 logger = logging.getLogger("lsn.demo.pretrain")
@@ -128,8 +135,15 @@ def _pretrain(output: Path, settings: dict, progress: bool) -> dict:
     cap = min(len(w) for w in per_lang.values())  # the same number of windows (tokens) per language
     data = torch.cat([w[:cap] for w in per_lang.values()])
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(settings["seed"]))
-    logger.info("data: %d languages x %d windows of %d tokens (%.2fM tokens); tokenizer %d tokens (%.0f s)",
-                len(LANGUAGES), cap, settings["seq_len"], data.numel() / 1e6, len(tokenizer), time.time() - start)
+    logger.info(
+        "data: %d languages x %d windows of %d tokens (%.2fM tokens); tokenizer %d tokens (%.0f s)",
+        len(LANGUAGES),
+        cap,
+        settings["seq_len"],
+        data.numel() / 1e6,
+        len(tokenizer),
+        time.time() - start,
+    )
 
     # ------------------------------------------------ model and optimiser
     model = transformers.LlamaForCausalLM(demo_config(len(tokenizer), settings))
@@ -137,12 +151,20 @@ def _pretrain(output: Path, settings: dict, progress: bool) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     decay = [p for p in model.parameters() if p.ndim >= 2]  # matrices decay; norms do not
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings["weight_decay"]},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=settings["lr"], betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings["lr"],
+        betas=(0.9, 0.95),
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, settings))
     params = sum(p.numel() for p in model.parameters())
-    logger.info("model: %.2fM parameters; %d steps of %d x %d tokens", params / 1e6, settings["steps"],
-                settings["batch_size"], settings["seq_len"])
+    logger.info(
+        "model: %.2fM parameters; %d steps of %d x %d tokens",
+        params / 1e6,
+        settings["steps"],
+        settings["batch_size"],
+        settings["seq_len"],
+    )
 
     # ------------------------------------------------ train
     model.train()
@@ -166,10 +188,16 @@ def _pretrain(output: Path, settings: dict, progress: bool) -> dict:
 
     # ------------------------------------------------ save
     final_loss = sum(losses[-50:]) / len(losses[-50:])
-    info = {"parameters": params, "train_tokens": settings["steps"] * settings["batch_size"] * settings["seq_len"],
-            "epochs": settings["steps"] * settings["batch_size"] / len(data), "final_loss": round(final_loss, 4),
-            "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start, 1),
-            "torch": torch.__version__, "transformers": transformers.__version__}
+    info = {
+        "parameters": params,
+        "train_tokens": settings["steps"] * settings["batch_size"] * settings["seq_len"],
+        "epochs": settings["steps"] * settings["batch_size"] / len(data),
+        "final_loss": round(final_loss, 4),
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.time() - start, 1),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output, safe_serialization=True)
     tokenizer.save_pretrained(output)
@@ -177,8 +205,13 @@ def _pretrain(output: Path, settings: dict, progress: bool) -> dict:
     for path in output.iterdir():
         path.chmod(0o644)  # safetensors writes 0600; shipped package files should be world-readable
     (output / "README.md").write_text(_model_card(settings, info), encoding="utf-8")
-    logger.info("saved to %s: final loss %.3f (mean of the last 50 steps), %.0f s training, %.0f s in all",
-                output, final_loss, train_seconds, info["total_seconds"])
+    logger.info(
+        "saved to %s: final loss %.3f (mean of the last 50 steps), %.0f s training, %.0f s in all",
+        output,
+        final_loss,
+        train_seconds,
+        info["total_seconds"],
+    )
     return info
 
 
@@ -255,8 +288,15 @@ def demo_lape_neurons() -> Path:
     path = cache_dir() / f"demo-lape-{DEMO_TOP_RATE}"
     if not (path / "neurons.json").is_file():
         model, tokenizer = load_demo_model()
-        stats = record_activations(model, pretraining_texts(400), tokenizer=tokenizer, seq_len=128, batch_size=16,
-                                   max_tokens=20_000, progress=False)
+        stats = record_activations(
+            model,
+            pretraining_texts(400),
+            tokenizer=tokenizer,
+            seq_len=128,
+            batch_size=16,
+            max_tokens=20_000,
+            progress=False,
+        )
         select_lape(stats, top_rate=DEMO_TOP_RATE).save_pretrained(path)
     return path
 

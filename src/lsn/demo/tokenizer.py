@@ -47,5 +47,6 @@ def train_tokenizer(
     tokenizer.post_processor = processors.TemplateProcessing(
         single=single, pair=pair, special_tokens=[(t, tokenizer.token_to_id(t)) for t in (bos, eos)]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS,
-                                   additional_special_tokens=list(extra_special_tokens))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, **SPECIAL_TOKENS, additional_special_tokens=list(extra_special_tokens)
+    )

@@ -4,8 +4,8 @@ The same functions are shipped as local `evaluate` modules (`lsn.metrics.load("s
 since `evaluate.load("squad")` fetches its script from the hub and fails offline.
 """
 
+from .classification import accuracy
 from .modules import load
 from .qa import exact_match, f1_score, normalize_answer, qa_scores, tokens
-from .classification import accuracy
 
 __all__ = ["accuracy", "exact_match", "f1_score", "load", "normalize_answer", "qa_scores", "tokens"]

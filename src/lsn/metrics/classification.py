@@ -13,4 +13,4 @@ def accuracy(predictions: Sequence[int], references: Sequence[int]) -> float:
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references.")
     if not references:
         raise ValueError("No references to score.")
-    return sum(int(p) == int(r) for p, r in zip(predictions, references)) / len(references)
+    return sum(int(p) == int(r) for p, r in zip(predictions, references, strict=True)) / len(references)

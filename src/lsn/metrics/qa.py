@@ -64,12 +64,14 @@ def f1_score(prediction: str, reference: str, lang: str | None = None) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def qa_scores(predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str | None = None) -> dict[str, float]:
+def qa_scores(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str | None = None
+) -> dict[str, float]:
     """Mean exact match and F1 in percent; each prediction scores its best reference."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} reference lists.")
     if not predictions:
         raise ValueError("No predictions to score.")
-    em = sum(max(exact_match(p, r, lang) for r in refs) for p, refs in zip(predictions, references))
-    f1 = sum(max(f1_score(p, r, lang) for r in refs) for p, refs in zip(predictions, references))
+    em = sum(max(exact_match(p, r, lang) for r in refs) for p, refs in zip(predictions, references, strict=True))
+    f1 = sum(max(f1_score(p, r, lang) for r in refs) for p, refs in zip(predictions, references, strict=True))
     return {"exact_match": 100 * em / len(predictions), "f1": 100 * f1 / len(predictions)}

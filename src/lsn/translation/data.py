@@ -33,22 +33,70 @@ __all__ = [
 
 # ISO 639-1 -> FLORES+ config (ISO 639-3 + script); extend by passing `codes=`.
 FLORES_CODES = {
-    "en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn", "it": "ita_Latn", "pt": "por_Latn",
-    "nl": "nld_Latn", "ru": "rus_Cyrl", "uk": "ukr_Cyrl", "cs": "ces_Latn", "pl": "pol_Latn", "ro": "ron_Latn",
-    "hi": "hin_Deva", "bn": "ben_Beng", "mr": "mar_Deva", "ar": "arb_Arab", "he": "heb_Hebr", "zh": "cmn_Hans",
-    "ja": "jpn_Jpan", "ko": "kor_Hang", "vi": "vie_Latn", "id": "ind_Latn", "tr": "tur_Latn", "fa": "pes_Arab",
-    "sw": "swh_Latn", "ur": "urd_Arab", "ta": "tam_Taml", "th": "tha_Thai", "el": "ell_Grek",
+    "en": "eng_Latn",
+    "de": "deu_Latn",
+    "fr": "fra_Latn",
+    "es": "spa_Latn",
+    "it": "ita_Latn",
+    "pt": "por_Latn",
+    "nl": "nld_Latn",
+    "ru": "rus_Cyrl",
+    "uk": "ukr_Cyrl",
+    "cs": "ces_Latn",
+    "pl": "pol_Latn",
+    "ro": "ron_Latn",
+    "hi": "hin_Deva",
+    "bn": "ben_Beng",
+    "mr": "mar_Deva",
+    "ar": "arb_Arab",
+    "he": "heb_Hebr",
+    "zh": "cmn_Hans",
+    "ja": "jpn_Jpan",
+    "ko": "kor_Hang",
+    "vi": "vie_Latn",
+    "id": "ind_Latn",
+    "tr": "tur_Latn",
+    "fa": "pes_Arab",
+    "sw": "swh_Latn",
+    "ur": "urd_Arab",
+    "ta": "tam_Taml",
+    "th": "tha_Thai",
+    "el": "ell_Grek",
 }
 
 # NLLB's language codes are FLORES-200's; FLORES+ renamed a few (Chinese: cmn_Hans), so they differ there.
 NLLB_CODES = FLORES_CODES | {"zh": "zho_Hans"}
 
 LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese",
-    "nl": "Dutch", "ru": "Russian", "uk": "Ukrainian", "cs": "Czech", "pl": "Polish", "ro": "Romanian",
-    "hi": "Hindi", "bn": "Bengali", "mr": "Marathi", "ar": "Arabic", "he": "Hebrew", "zh": "Chinese",
-    "ja": "Japanese", "ko": "Korean", "vi": "Vietnamese", "id": "Indonesian", "tr": "Turkish", "fa": "Persian",
-    "sw": "Swahili", "ur": "Urdu", "ta": "Tamil", "th": "Thai", "el": "Greek",
+    "en": "English",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "ru": "Russian",
+    "uk": "Ukrainian",
+    "cs": "Czech",
+    "pl": "Polish",
+    "ro": "Romanian",
+    "hi": "Hindi",
+    "bn": "Bengali",
+    "mr": "Marathi",
+    "ar": "Arabic",
+    "he": "Hebrew",
+    "zh": "Chinese",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "vi": "Vietnamese",
+    "id": "Indonesian",
+    "tr": "Turkish",
+    "fa": "Persian",
+    "sw": "Swahili",
+    "ur": "Urdu",
+    "ta": "Tamil",
+    "th": "Thai",
+    "el": "Greek",
 }
 
 Pair = tuple[str, str]
@@ -64,8 +112,12 @@ def parse_direction(direction: str) -> tuple[str, str]:
 
 
 def load_flores(
-    directions: Iterable[str], split: str = "devtest", *, codes: Mapping[str, str] | None = None,
-    name: str = "openlanguagedata/flores_plus", limit: int | None = None,
+    directions: Iterable[str],
+    split: str = "devtest",
+    *,
+    codes: Mapping[str, str] | None = None,
+    name: str = "openlanguagedata/flores_plus",
+    limit: int | None = None,
 ) -> dict[str, list[Pair]]:
     """FLORES+ sentence pairs per direction (sentences aligned by their `id`)."""
     import datasets
@@ -104,7 +156,9 @@ def load_parallel_file(path: str | Path, limit: int | None = None) -> list[Pair]
                         row = json.loads(line)
                         pairs.append((row["source"], row["target"]))
                     except (json.JSONDecodeError, KeyError) as err:
-                        raise ValueError(f"`{path}` line {n}: expected {{\"source\": ..., \"target\": ...}} ({err!r}).") from err
+                        raise ValueError(
+                            f'`{path}` line {n}: expected {{"source": ..., "target": ...}} ({err!r}).'
+                        ) from err
         elif path.suffix == ".tsv":
             for n, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
                 if len(row) != 2:
@@ -171,47 +225,71 @@ class TranslationFormat:
         sources, targets = [p[0] for p in pairs], [p[1] for p in pairs]
         if self.style == "prompt":
             features = []
-            for source, target in zip(sources, targets):
-                prompt = tokenizer(self.prompt(direction, source), truncation=True, max_length=self.max_length)["input_ids"]
-                answer = tokenizer(" " + target, add_special_tokens=False, truncation=True,
-                                   max_length=self.max_length)["input_ids"] + [tokenizer.eos_token_id]
+            for source, target in zip(sources, targets, strict=True):
+                prompt = tokenizer(self.prompt(direction, source), truncation=True, max_length=self.max_length)[
+                    "input_ids"
+                ]
+                answer = tokenizer(" " + target, add_special_tokens=False, truncation=True, max_length=self.max_length)[
+                    "input_ids"
+                ] + [tokenizer.eos_token_id]
                 ids = prompt + answer
-                features.append({"input_ids": ids, "attention_mask": [1] * len(ids),
-                                 "labels": [-100] * len(prompt) + answer})
+                features.append(
+                    {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt) + answer}
+                )
             return features
         if self.style == "codes":
             tokenizer.src_lang = self.language_code(tokenizer, src)
             tokenizer.tgt_lang = self.language_code(tokenizer, tgt)
             enc = tokenizer(sources, text_target=targets, truncation=True, max_length=self.max_length)
         else:
-            enc = tokenizer([f"{self.tag(tgt)} {s}" for s in sources], text_target=targets, truncation=True,
-                            max_length=self.max_length)
-        return [{"input_ids": i, "attention_mask": m, "labels": lab}
-                for i, m, lab in zip(enc["input_ids"], enc["attention_mask"], enc["labels"])]
+            enc = tokenizer(
+                [f"{self.tag(tgt)} {s}" for s in sources],
+                text_target=targets,
+                truncation=True,
+                max_length=self.max_length,
+            )
+        return [
+            {"input_ids": i, "attention_mask": m, "labels": lab}
+            for i, m, lab in zip(enc["input_ids"], enc["attention_mask"], enc["labels"], strict=True)
+        ]
 
-    def generation_inputs(self, tokenizer, direction: str, sources: Sequence[str]) -> tuple[dict[str, torch.Tensor], dict]:
+    def generation_inputs(
+        self, tokenizer, direction: str, sources: Sequence[str]
+    ) -> tuple[dict[str, torch.Tensor], dict]:
         """Padded inputs and extra `generate` kwargs for translating `sources`."""
         src, tgt = parse_direction(direction)
         if self.style == "prompt":
             side, tokenizer.padding_side = tokenizer.padding_side, "left"
             try:
-                enc = tokenizer([self.prompt(direction, s) for s in sources], return_tensors="pt", padding=True,
-                                truncation=True, max_length=self.max_length)
+                enc = tokenizer(
+                    [self.prompt(direction, s) for s in sources],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                )
             finally:
                 tokenizer.padding_side = side
             return dict(enc), {}
         if self.style == "codes":
             tokenizer.src_lang = self.language_code(tokenizer, src)
-            enc = tokenizer(list(sources), return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+            enc = tokenizer(
+                list(sources), return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
+            )
             return dict(enc), {"forced_bos_token_id": self._code_and_id(tokenizer, tgt)[1]}
-        enc = tokenizer([f"{self.tag(tgt)} {s}" for s in sources], return_tensors="pt", padding=True, truncation=True,
-                        max_length=self.max_length)
+        enc = tokenizer(
+            [f"{self.tag(tgt)} {s}" for s in sources],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+        )
         return dict(enc), {}
 
     def decode(self, tokenizer, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> list[str]:
         """Detokenised hypotheses (decoder LLMs: the new tokens up to the first line break)."""
         if self.style == "prompt":
-            generated = generated[:, inputs["input_ids"].shape[1]:]
+            generated = generated[:, inputs["input_ids"].shape[1] :]
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
             return [t.strip().split("\n")[0].strip() for t in texts]
         rows = generated.tolist()

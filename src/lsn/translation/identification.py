@@ -17,15 +17,23 @@ from .data import Pair, TaskCollator, TranslationFormat, parse_direction
 __all__ = ["direction_batches", "direction_k", "identify"]
 
 
-def direction_batches(tokenizer, fmt: TranslationFormat, direction: str, pairs: Sequence[Pair], batch_size: int,
-                      model: nn.Module | None = None) -> list[dict[str, torch.Tensor]]:
+def direction_batches(
+    tokenizer,
+    fmt: TranslationFormat,
+    direction: str,
+    pairs: Sequence[Pair],
+    batch_size: int,
+    model: nn.Module | None = None,
+) -> list[dict[str, torch.Tensor]]:
     """Padded teacher-forcing batches of one direction (`labels` are -100 on padding and prompts)."""
     collate = TaskCollator(tokenizer, model=model)
     features = fmt.encode(tokenizer, direction, pairs)
-    return [collate(features[i:i + batch_size]) for i in range(0, len(features), batch_size)]
+    return [collate(features[i : i + batch_size]) for i in range(0, len(features), batch_size)]
 
 
-def direction_k(directions: Sequence[str], k: float, *, pivot: str = "en", k_to_pivot: float | None = None) -> dict[str, float]:
+def direction_k(
+    directions: Sequence[str], k: float, *, pivot: str = "en", k_to_pivot: float | None = None
+) -> dict[str, float]:
     """Per-direction share: `k`, or `k_to_pivot` for x->pivot directions (a per-family setting)."""
     return {d: (k_to_pivot if k_to_pivot is not None and parse_direction(d)[1] == pivot else k) for d in directions}
 

@@ -38,12 +38,17 @@ def score_direction(direction: str, hypotheses: Sequence[str], references: Seque
     chrf = sacrebleu.metrics.CHRF(word_order=2)
     b = bleu.corpus_score(list(hypotheses), [list(references)])
     c = chrf.corpus_score(list(hypotheses), [list(references)])
-    return DirectionScore(direction, b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature()),
-                          len(references))
+    return DirectionScore(
+        direction, b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature()), len(references)
+    )
 
 
-def group_averages(scores: Mapping[str, DirectionScore], *, pivot: str = "en",
-                   resource_groups: Mapping[str, Sequence[str]] | None = None) -> dict[str, dict[str, float]]:
+def group_averages(
+    scores: Mapping[str, DirectionScore],
+    *,
+    pivot: str = "en",
+    resource_groups: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, dict[str, float]]:
     """Mean BLEU / chrF++ over all directions, `pivot`->x, x->`pivot`, and each resource group of languages
     (a direction belongs to a group when its non-pivot language does)."""
     groups: dict[str, list[DirectionScore]] = {"all": list(scores.values()), f"{pivot}->x": [], f"x->{pivot}": []}
@@ -57,7 +62,11 @@ def group_averages(scores: Mapping[str, DirectionScore], *, pivot: str = "en",
             if (tgt if src == pivot else src) in langs:
                 groups.setdefault(name, []).append(s)
     return {
-        name: {"bleu": sum(s.bleu for s in members) / len(members), "chrf": sum(s.chrf for s in members) / len(members),
-               "directions": len(members)}
-        for name, members in groups.items() if members
+        name: {
+            "bleu": sum(s.bleu for s in members) / len(members),
+            "chrf": sum(s.chrf for s in members) / len(members),
+            "directions": len(members),
+        }
+        for name, members in groups.items()
+        if members
     }

@@ -36,8 +36,14 @@ class DirectionBatchSampler(Sampler[list[int]]):
         seed (`int`, *optional*, defaults to 0): with the epoch, fixes the order.
     """
 
-    def __init__(self, directions: Sequence[str], batch_size: int, temperature: float = 5.0,
-                 num_batches: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        directions: Sequence[str],
+        batch_size: int,
+        temperature: float = 5.0,
+        num_batches: int | None = None,
+        seed: int = 0,
+    ):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive, got {batch_size}.")
         self.batch_size = batch_size

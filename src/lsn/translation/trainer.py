@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 
 import datasets
-import torch
 from torch.utils.data import DataLoader
 from transformers import Seq2SeqTrainer
 
@@ -23,8 +22,9 @@ from .sampling import DirectionBatchSampler
 __all__ = ["SpecializationTrainer", "build_dataset"]
 
 
-def build_dataset(tokenizer, fmt: TranslationFormat, pairs: Mapping[str, Sequence[Pair]],
-                  directions: Sequence[str]) -> datasets.Dataset:
+def build_dataset(
+    tokenizer, fmt: TranslationFormat, pairs: Mapping[str, Sequence[Pair]], directions: Sequence[str]
+) -> datasets.Dataset:
     """Teacher-forcing features of every pair, with `task_id` = the index of its direction in `directions`."""
     rows = []
     for direction, direction_pairs in pairs.items():
@@ -49,8 +49,14 @@ class SpecializationTrainer(Seq2SeqTrainer):
     (see `build_dataset`).
     """
 
-    def __init__(self, *args, task_masks: TaskMasks | None = None, directions: Sequence[str],
-                 direction_temperature: float = 5.0, **kwargs):
+    def __init__(
+        self,
+        *args,
+        task_masks: TaskMasks | None = None,
+        directions: Sequence[str],
+        direction_temperature: float = 5.0,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.task_masks = task_masks
         self.directions = list(directions)
@@ -60,11 +66,18 @@ class SpecializationTrainer(Seq2SeqTrainer):
     def get_train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset
         sampler = DirectionBatchSampler(
-            [self.directions[t] for t in dataset[TASK_KEY]], self._train_batch_size,
-            temperature=self.direction_temperature, seed=self.args.seed,
+            [self.directions[t] for t in dataset[TASK_KEY]],
+            self._train_batch_size,
+            temperature=self.direction_temperature,
+            seed=self.args.seed,
         )
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-                            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
         return self.accelerator.prepare(loader)
 
     # ------------------------------------------------------------------ masks
