@@ -398,15 +398,16 @@ def test_neuron_set_input_and_model_card(tmp_path):
 @pytest.mark.parametrize(
     "kwargs,words",
     [
-        (dict(neurons={0: [64]}), ["out of range", "[0, 64)"]),
-        (dict(neurons={2: [1]}), ["`neurons`", "layers [2]", "2 FFN layers"]),
+        (dict(neurons={0: [64]}), ["Layer 0", "indices [64] are outside [0, 64)"]),
+        (dict(neurons={0: [-1]}), ["Layer 0", "indices [-1] are outside [0, 64)"]),
+        (dict(neurons={2: [1]}), ["Layer 2 does not exist", "FFN layers 0..1"]),
         (dict(neurons=lsn.NeuronSet({"x": [[1]] * 3}, num_layers=3, num_neurons=64)), ["3 layers x 64", "2 x 64"]),
         (
             dict(neurons={0: [1]}, target_modules=["q_proj"]),
             ["`target_modules`", "q_proj", "not FFN matrices", "down_proj"],
         ),
     ],
-    ids=["index out of range", "layer out of range", "other model shape", "not an FFN matrix"],
+    ids=["index out of range", "negative index", "layer out of range", "other model shape", "not an FFN matrix"],
 )
 def test_bad_inputs_fail_clearly_at_get_peft_model(kwargs, words):
     with pytest.raises(ValueError) as err:
@@ -420,7 +421,7 @@ def test_bad_inputs_fail_clearly_at_get_peft_model(kwargs, words):
     [
         (dict(), ["`neurons` is required"]),
         (dict(neurons={}), ["selects no neuron"]),
-        (dict(neurons={0: [-1]}), ["`neurons`", ">= 0"]),
+        (dict(neurons={0: ["a"]}), ["`neurons`", "integer indices"]),
         (dict(neurons={0: [1]}, mode="half"), ["`mode`", "'half'"]),
         (dict(neurons={0: [1]}, r=0), ["`r`", "positive"]),
         (dict(neurons={0: [1]}, lora_dropout=1.5), ["`lora_dropout`", "1.5"]),
@@ -429,7 +430,7 @@ def test_bad_inputs_fail_clearly_at_get_peft_model(kwargs, words):
             ["`groups` is required", "'a'"],
         ),
     ],
-    ids=["missing", "empty", "negative", "mode", "rank", "dropout", "groups"],
+    ids=["missing", "empty", "not integers", "mode", "rank", "dropout", "groups"],
 )
 def test_bad_configs_fail_clearly(kwargs, words):
     with pytest.raises(ValueError) as err:

@@ -69,27 +69,27 @@ def test_every_mode_against_a_hand_computation():
 
     cases = [
         ("zero", {}, lambda a: a.index_fill(-1, idx, 0.0)),
-        ("value", {"value": -1.5}, lambda a: a.index_fill(-1, idx, -1.5)),
+        ("set", {"value": -1.5}, lambda a: a.index_fill(-1, idx, -1.5)),
         ("scale", {"value": 3.0}, lambda a: a.index_copy(-1, idx, a[..., idx] * 3)),
         ("add", {"value": 0.25}, lambda a: a.index_copy(-1, idx, a[..., idx] + 0.25)),
         (
-            "stat",
-            {"stats": stats, "target": "fr"},
+            "set",
+            {"value": lsn.neuron_values(stats, "fr")},
             lambda a: a.index_copy(-1, idx, torch.zeros_like(a[..., idx]) + means[1, idx, 1].float()),
         ),
         (
-            "stat",
-            {"stats": stats, "target": "en", "statistic": "quantile"},
+            "set",
+            {"value": lsn.neuron_values(stats, "en", statistic="quantile")},
             lambda a: a.index_copy(-1, idx, torch.zeros_like(a[..., idx]) + quant[1, idx, 0].float()),
         ),
         (
             "add",
-            {"stats": stats, "target": "fr", "strength": 2.0},
+            {"value": lsn.neuron_values(stats, "fr", strength=2.0)},
             lambda a: a.index_copy(-1, idx, a[..., idx] + 2 * means[1, idx, 1].float()),
         ),
         (
             "add",
-            {"stats": stats, "target": "fr", "relative_to": "others"},
+            {"value": lsn.neuron_values(stats, "fr", relative_to="others")},
             lambda a: a.index_copy(-1, idx, a[..., idx] + (means[1, idx, 1] - others[1, idx]).float()),
         ),
     ]
@@ -97,7 +97,7 @@ def test_every_mode_against_a_hand_computation():
         value = kwargs.pop("value", None)
         expected = _expected_act(model, batch, 1, transform)
         seen, handle = capture(model, 1)
-        with lsn.intervene(model, {1: NEURONS[1]}, mode, value, **kwargs):
+        with lsn.intervene(model, {1: NEURONS[1]}, mode, value):
             run(model, batch)
         handle.remove()
         torch.testing.assert_close(seen["x"], expected, rtol=1e-5, atol=1e-6, msg=f"{mode} {kwargs}")
@@ -148,7 +148,7 @@ def test_neuron_specs_are_equivalent_and_checked():
     with lsn.intervene(model, ns["fr"], "zero"), lsn.intervene(model, ns, "zero", groups="de"):
         c = run(model, batch)
     assert torch.equal(a, b) and torch.equal(a, c)
-    with pytest.raises(ValueError, match=r"indices must lie in \[0, 64\)"):
+    with pytest.raises(ValueError, match=r"indices \[64\] are outside \[0, 64\)"):
         lsn.intervene(model, {0: [64]}).__enter__()
     with pytest.raises(ValueError, match="Layer 5 does not exist"):
         lsn.intervene(model, {5: [1]}).__enter__()
@@ -159,7 +159,11 @@ def test_neuron_specs_are_equivalent_and_checked():
         lsn.intervene(model, NEURONS, "scale").__enter__()
     with pytest.raises(ValueError, match="record_sums"):
         stats = lsn.record_activations(model, {"en": padded_batches(1, 0), "fr": padded_batches(1, 1)}, progress=False)
-        lsn.intervene(model, NEURONS, "stat", stats=stats, target="fr").__enter__()
+        lsn.intervene(model, NEURONS, "set", lsn.neuron_values(stats, "fr")).__enter__()
+    with pytest.raises(ValueError, match=r"scalar or a `\(layers, neurons\)` table \(2, 64\)"):
+        lsn.intervene(model, NEURONS, "add", torch.ones(3, 64)).__enter__()
+    with pytest.raises(ValueError, match="Unknown `mode='value'`"):
+        lsn.intervene(model, NEURONS, "value", 1.0).__enter__()
     assert all(not s.activation._forward_hooks for s in find_neuron_sites(model))
 
 

@@ -57,9 +57,10 @@ def test_only_adapter_parameters_train_and_neurons_are_saved(tmp_path, tiny_toke
     trainer.train()
     assert all(torch.equal(p, frozen[n]) for n, p in trainer.model.named_parameters() if not p.requires_grad)
     assert any(not torch.equal(p, trainable[n]) for n, p in trainer.model.named_parameters() if p.requires_grad)
-    saved = lsn.NeuronSet.load(tmp_path / "checkpoint-2" / "neurons")
-    assert saved.groups == ["en"] and saved == NEURONS.subset("en")
-    assert (tmp_path / "checkpoint-2" / "adapter_config.json").is_file()
+    saved = lsn.NeuronConfig.from_pretrained(tmp_path / "checkpoint-2")  # the neurons, once: the adapter config
+    assert saved.groups == ["en"] and saved.neurons == {"0": [1, 2, 3], "1": [4, 5]}
+    assert not (tmp_path / "checkpoint-2" / "neurons").exists()
+    assert (tmp_path / "checkpoint-2" / "README.md").read_text().count("Language-specific neuron adapter (lsn)") == 1
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, tiny_tokenizer, multilingual_texts):
@@ -87,7 +88,15 @@ def test_bad_combinations_raise(tmp_path, tiny_tokenizer):
         NeuronTrainer(
             wrapped,
             TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
-            neuron_config=lsn.NeuronConfig(neurons={0: [2]}),
+            peft_config=lsn.NeuronConfig(neurons={0: [2]}),
+        )
+    with pytest.raises(ValueError, match="name different neurons"):
+        NeuronTrainer(
+            make_tiny_model("llama"),
+            TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
+            neurons=NEURONS,
+            neuron_groups="en",
+            peft_config=lsn.NeuronConfig(neurons=NEURONS, groups=["de"]),
         )
     other = lsn.NeuronSet({"en": [[1]] * 3}, num_layers=3, num_neurons=64)
     with pytest.raises(ValueError, match="3 layers x 64 neurons"):

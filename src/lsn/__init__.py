@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from .adapter import NeuronConfig, NeuronModel, to_lora  # noqa: E402
 from .generation import generate  # noqa: E402
-from .intervention import apply_intervention, intervene  # noqa: E402
+from .intervention import apply_intervention, intervene, neuron_values  # noqa: E402
 from .measurement import NLLMatrix, mean_token_nll, nll_matrix  # noqa: E402
 from .models import (  # noqa: E402
     MLPFamily,
@@ -34,6 +34,7 @@ __all__ = [
     "generate",
     "intervene",
     "mean_token_nll",
+    "neuron_values",
     "nll_matrix",
     "random_neurons",
     "record_activations",

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .intervention import Mode, NeuronsLike, intervene
-from .models import first_device
+from .intervention import Effect, intervene
+from .models import NeuronSpec, first_device
 
 __all__ = ["generate"]
 
@@ -17,14 +17,13 @@ def generate(
     model: nn.Module,
     tokenizer,
     prompts: str | list[str],
-    neurons: NeuronsLike | None = None,
-    mode: Mode = "zero",
-    value: float | None = None,
+    neurons: NeuronSpec | None = None,
+    mode: Effect = "zero",
+    value: float | torch.Tensor | None = None,
     *,
     groups: str | Iterable[str] | None = None,
     max_new_tokens: int = 40,
     do_sample: bool = False,
-    intervention_kwargs: dict | None = None,
     **generate_kwargs,
 ) -> list[str]:
     """Continue `prompts` with `model.generate`, the intervention active at every step.
@@ -32,7 +31,7 @@ def generate(
     Without `neurons` this is plain generation (the baseline to compare with). E.g. deactivate
     the French neurons: `generate(model, tok, "Le chat", neuron_set, "zero", groups="fr")`;
     amplify them: `mode="scale", value=2.0`; steer towards French:
-    `mode="add", intervention_kwargs={"stats": stats, "target": "fr", "relative_to": "others"}`.
+    `mode="add", value=lsn.neuron_values(stats, "fr", relative_to="others", strength=4.0)`.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if tokenizer.pad_token_id is None:
@@ -52,7 +51,7 @@ def generate(
     if neurons is None:
         output = run()
     else:
-        with intervene(model, neurons, mode, value, groups=groups, **(intervention_kwargs or {})):
+        with intervene(model, neurons, mode, value, groups=groups):
             output = run()
     new_tokens = output[:, inputs["input_ids"].shape[1] :]
     return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -9,16 +9,25 @@ same attribute names (Llama, Mistral, Qwen2, Gemma, ...) works without a new ent
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from .neuron_set import NeuronSet
+
 __all__ = [
+    "NeuronSpec",
     "MLPFamily",
     "NeuronSite",
     "UnsupportedModelError",
     "base_layer",
+    "check_indices",
+    "check_shape",
+    "ffn_shape",
     "find_neuron_sites",
     "first_device",
     "is_conv1d",
@@ -26,6 +35,7 @@ __all__ = [
     "model_shape",
     "register_mlp_family",
     "registered_families",
+    "resolve_neurons",
     "unwrap_model",
 ]
 
@@ -230,9 +240,10 @@ def _side(path: str) -> str:
     return "encoder" if "encoder" in path.split(".") else "decoder"
 
 
-def model_shape(model: nn.Module) -> dict:
-    """The facts a neuron set or statistics file must match: layers, neurons, sides, name."""
-    sites = find_neuron_sites(model)
+def model_shape(model: nn.Module, sites: Sequence[NeuronSite] | None = None) -> dict:
+    """The facts a neuron set or statistics file must match: layers, neurons, sides, name (`sites`: the model's
+    neuron sites when the caller has found them already)."""
+    sites = find_neuron_sites(model) if sites is None else sites
     base = unwrap_model(model)
     config = getattr(base, "config", None)
     return {
@@ -243,6 +254,84 @@ def model_shape(model: nn.Module) -> dict:
         "model_name": getattr(config, "_name_or_path", "") or "",
         "revision": getattr(config, "_commit_hash", None),
     }
+
+
+def ffn_shape(sites: Sequence[NeuronSite]) -> tuple[int, int]:
+    """(layers, neurons per layer) of a model's neuron sites."""
+    return len(sites), sites[0].num_neurons
+
+
+# Any way a user names neurons: a NeuronSet (with `groups`), `{layer: indices}`, or one index list per layer.
+NeuronSpec = Union["NeuronSet", Mapping[int, Sequence[int] | torch.Tensor], Sequence[Sequence[int] | torch.Tensor]]
+
+
+def check_indices(indices: Sequence[int] | torch.Tensor, num_neurons: int, where: str) -> torch.Tensor:
+    """Sorted unique `LongTensor` of `indices`, all within `[0, num_neurons)`: the one range rule of lsn."""
+    try:
+        t = torch.unique(torch.as_tensor(indices, dtype=torch.long).reshape(-1))  # sorted, no repeats
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{where}: neuron indices must be integers, got {indices!r}.") from err
+    if t.numel() and (t[0] < 0 or t[-1] >= num_neurons):
+        bad = t[(t < 0) | (t >= num_neurons)].tolist()
+        raise ValueError(
+            f"{where}: neuron indices {bad[:5]} are outside [0, {num_neurons}); were these neurons selected on "
+            "another model?"
+        )
+    return t
+
+
+def check_shape(sites: Sequence[NeuronSite], num_layers: int | None, num_neurons: int | None, source: str) -> None:
+    """Refuse neurons selected on a model of another FFN shape (`None` = not recorded, accepted)."""
+    layers, neurons = ffn_shape(sites)
+    if num_layers not in (None, layers) or num_neurons not in (None, neurons):
+        block = sites[0].block
+        raise ValueError(
+            f"These neurons were selected on a model with {num_layers} layers x {num_neurons} neurons ({source}), "
+            f"but this model ({type(block).__name__} blocks) has {layers} x {neurons}. Select neurons on this model "
+            "(`lsn record` + `lsn select`) or load the matching model."
+        )
+
+
+def resolve_neurons(
+    sites: Sequence[NeuronSite], neurons: NeuronSpec, groups: str | Iterable[str] | None = None
+) -> dict[int, torch.Tensor]:
+    """`{layer: sorted LongTensor}` (non-empty layers only) of `neurons` on the model whose sites are `sites`.
+
+    The one place a neuron spec meets a model: a `NeuronSet` (the union of `groups`, all groups by default; its
+    shape must match), a mapping `{layer: indices}` (layers may be strings, as in JSON), or one index list per
+    layer (what `neuron_set[group]` returns). Layers and indices are range-checked here, once.
+    """
+    from .neuron_set import NeuronSet
+
+    num_layers, num_neurons = ffn_shape(sites)
+    if isinstance(neurons, NeuronSet):
+        check_shape(sites, neurons.num_layers, neurons.num_neurons, neurons.model.get("model_name") or "unknown model")
+        per_layer = dict(enumerate(neurons.union(groups)))
+    else:
+        if groups is not None:
+            raise ValueError("`groups` selects groups of a NeuronSet; these `neurons` are already per layer.")
+        if isinstance(neurons, Mapping):
+            try:
+                per_layer = {int(layer): idx for layer, idx in neurons.items()}
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"`neurons` must map integer layers to indices, got keys {list(neurons)}.") from err
+        else:
+            if len(neurons) != num_layers:
+                raise ValueError(
+                    f"Got {len(neurons)} per-layer index lists, but the model has {num_layers} FFN layers; "
+                    "pass one list per layer, or a `{layer: [indices]}` mapping."
+                )
+            per_layer = dict(enumerate(neurons))
+    out = {}
+    for layer, idx in sorted(per_layer.items()):
+        if not 0 <= layer < num_layers:
+            raise ValueError(
+                f"Layer {layer} does not exist: the model has FFN layers 0..{num_layers - 1} (encoder layers first)."
+            )
+        t = check_indices(idx, num_neurons, f"Layer {layer}")
+        if t.numel():
+            out[layer] = t
+    return out
 
 
 def first_device(model: nn.Module) -> torch.device:

@@ -18,7 +18,7 @@ import torch
 
 from . import __version__
 from .hub import upload_saved
-from .models import model_shape
+from .models import NeuronSite, check_indices, check_shape, find_neuron_sites, model_shape
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +63,10 @@ class NeuronSet:
                 raise ValueError(
                     f"Group `{group}` has {len(layers)} layers of indices; the model has {self.num_layers}."
                 )
-            self._neurons[str(group)] = [self._check(group, layer, idx) for layer, idx in enumerate(layers)]
-
-    def _check(self, group: str, layer: int, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        t = torch.unique(t)  # sorted, no repeats
-        if t.numel() and (t[0] < 0 or t[-1] >= self.num_neurons):
-            bad = t[(t < 0) | (t >= self.num_neurons)].tolist()
-            raise ValueError(
-                f"Group `{group}`, layer {layer}: neuron indices {bad[:5]} are outside [0, {self.num_neurons}); "
-                "was this set selected on another model?"
-            )
-        return t
+            self._neurons[str(group)] = [
+                check_indices(idx, self.num_neurons, f"Group `{group}`, layer {layer}")
+                for layer, idx in enumerate(layers)
+            ]
 
     # ------------------------------------------------------------------ access
     @property
@@ -184,17 +176,12 @@ class NeuronSet:
         return NeuronSet(neurons, **kwargs)
 
     # ------------------------------------------------------------------ models
-    def check_compatible(self, model: torch.nn.Module) -> None:
-        """Raise `ValueError` if `model`'s FFN shape differs from the one this set was selected on."""
-        shape = model_shape(model)
-        if (shape["num_layers"], shape["num_neurons"]) != (self.num_layers, self.num_neurons):
-            raise ValueError(
-                f"This neuron set was selected on a model with {self.num_layers} layers x {self.num_neurons} neurons "
-                f"({self.model.get('model_name') or 'unknown model'}), but {shape['architecture']} "
-                f"`{shape['model_name']}` has {shape['num_layers']} x {shape['num_neurons']}. "
-                "Select neurons on this model (`lsn record` + `lsn select`) or load the matching model."
-            )
-        mine, theirs = self.model.get("model_name"), shape["model_name"]
+    def check_compatible(self, model: torch.nn.Module, sites: Sequence[NeuronSite] | None = None) -> None:
+        """Raise `ValueError` if `model`'s FFN shape differs from the one this set was selected on (`sites`: the
+        model's neuron sites, when the caller has them)."""
+        sites = find_neuron_sites(model) if sites is None else sites
+        check_shape(sites, self.num_layers, self.num_neurons, self.model.get("model_name") or "unknown model")
+        mine, theirs = self.model.get("model_name"), model_shape(model, sites)["model_name"]
         if mine and theirs and mine != theirs:  # a fine-tune or a local copy: expected, so only logged
             logger.info("Neuron set selected on `%s` is used with `%s` (same shape).", mine, theirs)
 

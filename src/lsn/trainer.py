@@ -1,21 +1,20 @@
-"""`NeuronTrainer`: a `transformers.Trainer` that fine-tunes only selected neurons.
+"""`NeuronTrainer`: a `transformers.Trainer` that wraps its model with a PEFT adapter, as TRL's trainers do.
 
 What it adds to `Trainer`, and nothing else:
-- it wraps a plain model with lsn's PEFT adapter (`NeuronConfig`) when given neurons or a config;
-- it logs the trainable parameters and the neurons trained per layer;
-- it saves the neuron set (`neurons/neurons.json` + model card) with every checkpoint and the final model.
-Resuming (`trainer.train(resume_from_checkpoint=...)`) is `Trainer`'s own: adapter weights,
-optimizer, scheduler and RNG states are restored, so a resumed run ends where an uninterrupted one does.
+- `peft_config=` (lsn's `NeuronConfig`, a `LoraConfig`, any PEFT config, or None) wraps a plain model with
+  `peft.get_peft_model`; `neurons=` / `neuron_groups=` are a shorthand for `peft_config=NeuronConfig(...)`;
+- it logs the trainable parameters and the neurons trained per layer.
+Checkpoints are PEFT's: the adapter config holds the neurons (once) and the model card lsn's section. Resuming
+(`trainer.train(resume_from_checkpoint=...)`) is `Trainer`'s own, so a resumed run ends where an uninterrupted one
+does.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 
-from peft import PeftModel, get_peft_model
+from peft import PeftConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import Trainer
 
@@ -27,16 +26,37 @@ logger = logging.getLogger(__name__)
 __all__ = ["NeuronTrainer"]
 
 
+def _shorthand(
+    peft_config: PeftConfig | None, neurons: NeuronSet | None, neuron_groups: str | Iterable[str] | None
+) -> PeftConfig | None:
+    """The one adapter config `peft_config` / `neurons` + `neuron_groups` ask for; conflicting ones are refused."""
+    if neurons is None:
+        if neuron_groups is not None:
+            raise ValueError("`neuron_groups` selects groups of `neurons=`, which was not given.")
+        return peft_config
+    groups = [neuron_groups] if isinstance(neuron_groups, str) else neuron_groups
+    wanted = NeuronConfig(neurons=neurons, groups=list(groups) if groups is not None else None)
+    if peft_config is None:
+        return wanted
+    if not isinstance(peft_config, NeuronConfig) or peft_config.neurons != wanted.neurons:
+        raise ValueError(
+            "`neurons=` and `peft_config=` name different neurons, so one would train and the other be reported. "
+            "Pass `peft_config=lsn.NeuronConfig(neurons=..., groups=..., <options>)` alone."
+        )
+    return peft_config
+
+
 class NeuronTrainer(Trainer):
-    """`Trainer` for neuron-restricted fine-tuning.
+    """`Trainer` for neuron-restricted (or any PEFT) fine-tuning.
 
     Args:
-        model: a transformers model, or a model already wrapped by PEFT (then no `neuron_config`;
-            `neurons` only names what it trains, for logs and checkpoints).
-        neurons (`NeuronSet`, *optional*): the neurons to train; saved with each checkpoint.
+        model: a transformers model, or a model already wrapped by PEFT (then no `peft_config` / `neurons`).
+        args: `TrainingArguments`.
+        peft_config (`PeftConfig`, *optional*): the adapter to wrap `model` with: `lsn.NeuronConfig` (only the
+            selected neurons train), `peft.LoraConfig`, ...; `None` trains `model` as it is.
+        neurons (`NeuronSet`, *optional*): shorthand for `peft_config=NeuronConfig(neurons=neurons,
+            groups=neuron_groups)` with default options.
         neuron_groups (`str` or `list[str]`, *optional*): the groups of `neurons` to train (their union).
-        neuron_config (`NeuronConfig`, *optional*): how to train them (mode, rank, target modules ...);
-            by default `NeuronConfig(neurons=neurons, groups=neuron_groups)`.
         Other arguments are `Trainer`'s.
     """
 
@@ -45,42 +65,27 @@ class NeuronTrainer(Trainer):
         model: nn.Module | None = None,
         args=None,
         *,
+        peft_config: PeftConfig | None = None,
         neurons: NeuronSet | None = None,
         neuron_groups: str | Iterable[str] | None = None,
-        neuron_config: NeuronConfig | None = None,
         **kwargs,
     ):
-        if isinstance(neuron_groups, str):
-            neuron_groups = [neuron_groups]
-        if isinstance(model, PeftModel) and neuron_config is not None:
-            raise ValueError(
-                "`model` is already a PeftModel: pass it without `neuron_config` (`neurons` may still "
-                "name what it trains), or pass the base model to have NeuronTrainer wrap it."
-            )
-        if neurons is not None:
-            neurons.check_compatible(model)
-        if not isinstance(model, PeftModel) and (neuron_config is not None or neurons is not None):
-            config = neuron_config or NeuronConfig(
-                neurons=neurons, groups=list(neuron_groups) if neuron_groups else None
-            )
-            if config.neurons is None:
-                config = dataclasses.replace(
-                    config, neurons=neurons, groups=list(neuron_groups) if neuron_groups else None
+        peft_config = _shorthand(peft_config, neurons, neuron_groups)
+        if peft_config is not None:
+            if isinstance(model, PeftModel):
+                raise ValueError(
+                    "`model` is already a PeftModel: pass it without `peft_config` / `neurons`, or pass the base "
+                    "model to have NeuronTrainer wrap it."
                 )
-            model = get_peft_model(model, config)
+            model = get_peft_model(model, peft_config)
         super().__init__(model=model, args=args, **kwargs)
-        self.neuron_set = neurons.subset(neuron_groups) if neurons is not None and neuron_groups else neurons
         self._log_trainable()
 
     def _log_trainable(self) -> None:
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.model.parameters())
         logger.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100 * trainable / max(total, 1))
-        if self.neuron_set is not None:
-            per_layer = [int(idx.numel()) for idx in self.neuron_set.union()]
-            logger.info("neurons trained: %d (per layer %s)", sum(per_layer), per_layer)
-
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
-        if self.neuron_set is not None:
-            self.neuron_set.save_pretrained(Path(output_dir or self.args.output_dir) / "neurons")
+        config = getattr(self.model, "peft_config", {}).get(getattr(self.model, "active_adapter", None))
+        if isinstance(config, NeuronConfig):
+            per_layer = {int(layer): len(idx) for layer, idx in config.neurons.items()}
+            logger.info("neurons trained: %d (per layer %s)", sum(per_layer.values()), per_layer)

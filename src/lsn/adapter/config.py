@@ -146,6 +146,8 @@ class NeuronConfig(PeftConfig):
         self.neurons = self._normalise_neurons(self.neurons)
 
     def _normalise_neurons(self, neurons: Any) -> dict[str, list[int]]:
+        """Types only, for JSON: `{"layer": sorted unique indices}`. Ranges are checked against the model, once,
+        when the adapter is created (`lsn.models.resolve_neurons`)."""
         if neurons is None:
             raise ValueError("`neurons` is required: pass {layer: [indices]}, an lsn.NeuronSet or its saved path.")
         if isinstance(neurons, (str, os.PathLike)):
@@ -161,41 +163,26 @@ class NeuronConfig(PeftConfig):
             self.neuron_method = self.neuron_method or neurons.method
             self.neuron_parameters = self.neuron_parameters or dict(neurons.parameters)
             self.neuron_model = self.neuron_model or neurons.model.get("model_name", "")
-            neurons = neurons.layer_dict(self.groups)
+            neurons = dict(enumerate(neurons.union(self.groups)))
         if not isinstance(neurons, Mapping):
             raise TypeError(
-                f"`neurons` must be a mapping {{layer: [indices]}}, a NeuronSet or a path, "
+                "`neurons` must be a mapping {layer: [indices]}, a NeuronSet or a path, "
                 f"got {type(neurons).__name__}."
             )
-        out: dict[str, list[int]] = {}
+        out: dict[int, list[int]] = {}
         for layer, indices in neurons.items():
             try:
-                key = int(layer)
                 values = sorted({int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)})
+                key = int(layer)
             except (TypeError, ValueError) as err:
                 raise ValueError(
                     f"`neurons` must map integer layers to integer indices; layer {layer!r} has {indices!r}."
                 ) from err
-            if key < 0 or (values and values[0] < 0):
-                raise ValueError(
-                    f"`neurons` layers and indices must be >= 0, got layer {key} with indices {values[:5]}."
-                )
-            if self.num_layers is not None and key >= self.num_layers:
-                raise ValueError(f"`neurons` has layer {key}, but `num_layers` is {self.num_layers}.")
-            if self.num_neurons is not None and values and values[-1] >= self.num_neurons:
-                raise ValueError(
-                    f"`neurons` layer {key}: indices {[i for i in values if i >= self.num_neurons][:5]} "
-                    f"are out of range [0, {self.num_neurons})."
-                )
             if values:
-                out[str(key)] = values
+                out[key] = values
         if not out:
             raise ValueError("`neurons` selects no neuron; pass at least one layer with indices.")
-        return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
-
-    def layer_dict(self) -> dict[int, list[int]]:
-        """`{layer: [indices]}` with integer layers."""
-        return {int(layer): indices for layer, indices in self.neurons.items()}
+        return {str(layer): out[layer] for layer in sorted(out)}
 
     def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
         """Save `adapter_config.json` and add lsn's section to the folder's model card (`README.md`).

@@ -68,10 +68,7 @@ class NeuronLayer(nn.Module, BaseTunerLayer):
     def update_layer(self, adapter_name: str, indices: torch.Tensor, config: NeuronConfig) -> None:
         """Add an adapter on channels `indices`: LoRA factors (A kaiming-uniform, B zero) or a zero delta, so a
         fresh adapter leaves the output unchanged."""
-        k = len(indices)
-        width = self.out_features if self.lsn_axis == "rows" else self.in_features
-        if k == 0 or int(indices.min()) < 0 or int(indices.max()) >= width:
-            raise ValueError(f"Neuron channels {indices.tolist()[:5]}... must be non-empty and within [0, {width}).")
+        k = len(indices)  # resolved and range-checked by `plan_targets`
         other = self.in_features if self.lsn_axis == "rows" else self.out_features
         self.lsn_indices[adapter_name] = indices.to(torch.long)
         self.lsn_mode[adapter_name] = config.mode

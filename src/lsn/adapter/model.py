@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from ..models import find_neuron_sites
+from ..models import NeuronSite, check_shape, ffn_shape, find_neuron_sites, resolve_neurons
 from .config import NeuronConfig
 from .layer import Axis, NeuronLayer
 
-__all__ = ["NeuronModel", "NeuronTarget", "ffn_shape", "plan_targets"]
+__all__ = ["NeuronModel", "NeuronTarget", "plan_targets"]
 
 
 @dataclass(frozen=True)
@@ -32,44 +33,22 @@ def _fused_rows(indices: torch.Tensor, blocks: int, num_neurons: int, choice: st
     return torch.cat([indices + b * num_neurons for b in chosen])
 
 
-def ffn_shape(sites: list) -> tuple[int, int]:
-    """(layers, neurons per layer) of a model's neuron sites."""
-    return len(sites), sites[0].num_neurons
-
-
-def plan_targets(model: nn.Module, config: NeuronConfig) -> dict[str, NeuronTarget]:
+def plan_targets(sites: Sequence[NeuronSite], config: NeuronConfig) -> dict[str, NeuronTarget]:
     """Module path -> what to train, for every FFN matrix of `config.target_modules` in a layer with neurons.
 
     Raises `ValueError` for a neuron set of another model shape, out-of-range layers or indices, and target
     module names that are not FFN matrices of this model.
     """
-    sites = find_neuron_sites(model)
-    num_layers, num_neurons = ffn_shape(sites)
-    arch = type(model).__name__
-    if config.num_layers not in (None, num_layers) or config.num_neurons not in (None, num_neurons):
-        raise ValueError(
-            f"`neurons` were selected on a model with {config.num_layers} layers x {config.num_neurons} neurons "
-            f"({config.neuron_model or 'unknown model'}), but {arch} has {num_layers} x {num_neurons}. Select "
-            "neurons on this model (`lsn record` + `lsn select`) or load the matching model."
-        )
-    neurons = config.layer_dict()
-    if bad := sorted(layer for layer in neurons if layer >= num_layers):
-        raise ValueError(
-            f"`neurons` has layers {bad[:5]}, but {arch} has {num_layers} FFN layers "
-            f"(0..{num_layers - 1}, encoder first)."
-        )
-    for layer, indices in neurons.items():
-        if indices[-1] >= num_neurons:
-            raise ValueError(
-                f"`neurons` layer {layer}: indices {[i for i in indices if i >= num_neurons][:5]} are "
-                f"out of range [0, {num_neurons}) for {arch}."
-            )
+    check_shape(sites, config.num_layers, config.num_neurons, config.neuron_model or "unknown model")
+    neurons = resolve_neurons(sites, config.neurons)
+    num_neurons = ffn_shape(sites)[1]
+    arch = type(sites[0].block).__name__
     rows = sorted({name for s in sites for name in s.family.inputs})
     columns = sorted({s.family.output for s in sites})
     wanted = config.target_modules or rows + columns
     if unknown := [name for name in wanted if name not in rows + columns]:
         raise ValueError(
-            f"`target_modules` {unknown} are not FFN matrices of {arch}: lsn trains the neurons' rows of {rows} "
+            f"`target_modules` {unknown} are not FFN matrices of this model: lsn trains the neurons' rows of {rows} "
             f"and columns of {columns}. Choose among those, or leave `target_modules` unset for all of them."
         )
     if config.fused_gate_up != "both" and all(s.family.fused_inputs == 1 for s in sites):
@@ -80,7 +59,7 @@ def plan_targets(model: nn.Module, config: NeuronConfig) -> dict[str, NeuronTarg
     for site in sites:
         if site.index not in neurons:
             continue
-        indices = torch.tensor(neurons[site.index], dtype=torch.long)
+        indices = neurons[site.index]
         for name in site.family.inputs:
             if name in wanted:
                 channels = _fused_rows(indices, site.family.fused_inputs, num_neurons, config.fused_gate_up)
@@ -115,9 +94,10 @@ class NeuronModel(BaseTuner):
         return peft_config  # `target_modules=None` means every FFN matrix, resolved against the model below
 
     def _prepare_model(self, peft_config: NeuronConfig, model: nn.Module) -> None:
-        self._lsn_targets = plan_targets(model, peft_config)
+        sites = find_neuron_sites(model)  # once per adapter: the plan below is all later steps use
+        self._lsn_targets = plan_targets(sites, peft_config)
         if peft_config.num_layers is None:  # record the shape: a reload onto another shape is refused
-            peft_config.num_layers, peft_config.num_neurons = ffn_shape(find_neuron_sites(model))
+            peft_config.num_layers, peft_config.num_neurons = ffn_shape(sites)
 
     def _check_target_module_exists(self, peft_config: NeuronConfig, key: str) -> bool:
         return key in self._lsn_targets

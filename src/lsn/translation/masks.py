@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..hooks import activation_hooks
-from ..models import NeuronSite, find_neuron_sites
+from ..models import NeuronSite, find_neuron_sites, resolve_neurons
 from ..neuron_set import NeuronSet
 
 __all__ = ["TaskMasks"]
@@ -32,35 +32,39 @@ class TaskMasks:
         self.neuron_set = neuron_set
         self.strict = strict
         self.task: str | None = None
-        masks = neuron_set.masks()  # [tasks, layers, neurons]
-        self._masks = {task: masks[k] for k, task in enumerate(neuron_set.groups)}
-        self._on_device: dict[tuple[str, int, torch.device, torch.dtype], torch.Tensor] = {}
+        self._masks: dict[tuple[str, int], torch.Tensor] = {}  # (task, layer) -> [neurons] on the layer's device
 
     @property
     def tasks(self) -> list[str]:
-        return list(self._masks)
+        return self.neuron_set.groups
 
     def set_task(self, task: str | None) -> None:
-        if task is not None and task not in self._masks and self.strict:
+        if task is not None and task not in self.neuron_set and self.strict:
             raise KeyError(f"No neuron set for task `{task}`; tasks with masks: {self.tasks}.")
         self.task = task
 
-    def _mask(self, layer: int, like: torch.Tensor) -> torch.Tensor:
-        key = (self.task, layer, like.device, like.dtype)
-        if key not in self._on_device:
-            self._on_device[key] = self._masks[self.task][layer].to(device=like.device, dtype=like.dtype)
-        return self._on_device[key]
+    def _place(self, sites: list[NeuronSite]) -> None:
+        """Each task's keep-mask per layer, resolved against the model once and put on the layer's device."""
+        for task in self.tasks:
+            keep = resolve_neurons(sites, self.neuron_set, task)
+            for site in sites:
+                mask = torch.zeros(site.num_neurons, dtype=torch.bool)
+                if site.index in keep:
+                    mask[keep[site.index]] = True
+                self._masks[task, site.index] = mask.to(site.device)
 
     def _hook(self, site: NeuronSite, pre: torch.Tensor, act: torch.Tensor) -> torch.Tensor | None:
-        if self.task is None or self.task not in self._masks:
+        if self.task is None or self.task not in self.neuron_set:
             return None
-        return act * self._mask(site.index, act)  # [..., neurons] * [neurons]: exact zeros, zero gradient
+        # [..., neurons] * [neurons]: exact zeros and zero gradient outside the task's set
+        return act * self._masks[self.task, site.index].to(act.dtype)
 
     @contextmanager
     def attached(self, model: nn.Module) -> Iterator[TaskMasks]:
         """Hook the masks into `model` for the block; they are removed on exit, also after errors."""
-        self.neuron_set.check_compatible(model)
-        with activation_hooks(find_neuron_sites(model), self._hook):
+        sites = find_neuron_sites(model)
+        self._place(sites)
+        with activation_hooks(sites, self._hook):
             yield self
 
     @contextmanager
