@@ -14,16 +14,11 @@ def entry_point(path: Path):
     if task == "mt":
         from lsn import translate
 
-        return [
-            translate.ModelArguments,
-            translate.DataArguments,
-            translate.SpecializationArguments,
-            translate.Seq2SeqTrainingArguments,
-        ]
+        return translate.build_parser()
     if task in ("xnli", "xquad"):
         from lsn import train
 
-        return [train.ModelArguments, train.NeuronArguments, train.DataArguments, train.TrainingArguments]
+        return train.build_parser()
     pytest.fail(f"No entry point known for recipe folder `{task}` ({path}).")
 
 
@@ -45,12 +40,7 @@ def test_recipe_overrides_and_unknown_fields(tmp_path):
     from lsn import translate
     from lsn.arguments import parse_recipe
 
-    classes = [
-        translate.ModelArguments,
-        translate.DataArguments,
-        translate.SpecializationArguments,
-        translate.Seq2SeqTrainingArguments,
-    ]
+    classes = translate.build_parser()
     recipe = RECIPES / "tiny/mt/config_specialized.yaml"
     _, data, spec, training = parse_recipe(classes, [str(recipe), "--k", "0.5", "--output_dir", str(tmp_path)])
     assert spec.k == 0.5 and data.directions == ["en-de", "de-en", "en-zh", "zh-en"] and training.max_steps == 40

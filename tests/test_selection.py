@@ -361,7 +361,7 @@ def test_specialized_matches_reference(k, seed):
     for kk, g in enumerate(ns.groups):
         assert [t.tolist() for t in ns[g]] == specialized_reference(counts[..., kk], lambda l: k), g
     assert ns["g0"][1].numel() == 0
-    assert ns.method == "specialization" and ns.parameters == {"k": k, "encoder_k": None}
+    assert ns.method == "specialized" and ns.parameters == {"k": k, "encoder_k": None}
 
 
 def test_specialized_hand_numbers():

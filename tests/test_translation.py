@@ -300,7 +300,7 @@ def test_tiny_recipe_identify_train_evaluate(tmp_path):
         ]
     )
     neurons = lsn.NeuronSet.load(tmp_path / "neurons")
-    assert neurons.groups == ["en-de", "de-en"] and neurons.method == "specialization"
+    assert neurons.groups == ["en-de", "de-en"] and neurons.method == "specialized"
     assert (tmp_path / "neurons" / "overlap.png").is_file()
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {"baseline", "specialized"}

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lsn")
 
-__all__ = ["main", "build_parser", "load_model_and_tokenizer"]
+__all__ = ["main", "build_parser"]
 
 
 def _corpus_arg(value: str) -> tuple[str, str]:
@@ -36,6 +36,66 @@ def _corpus_arg(value: str) -> tuple[str, str]:
     if not sep or not group or not spec:
         raise argparse.ArgumentTypeError(f"expected GROUP=SOURCE (e.g. en=wiki_en.txt), got {value!r}")
     return group, spec
+
+
+def _add_model_args(
+    parser: argparse.ArgumentParser, help: str = "hub id or local path of a transformers model"
+) -> None:
+    """The flags of `lsn.arguments.ModelArguments`, shared by every command that loads a model."""
+    parser.add_argument("--model", required=True, help=f"{help}; `lsn:demo` is the embedded tiny model")
+    parser.add_argument("--revision", default=None, help="model revision (branch, tag or commit)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="weights dtype (default: the checkpoint's)",
+    )
+    parser.add_argument("--load-in-4bit", action="store_true", help="load the model in 4-bit NF4 (bitsandbytes)")
+    parser.add_argument("--load-in-8bit", action="store_true", help="load the model in 8-bit (bitsandbytes)")
+
+
+def _option_type(fn, name: str):
+    """(argparse type, choices) of a selection function's keyword parameter, from its annotation."""
+    import typing
+
+    hint = typing.get_type_hints(fn).get(name, str)
+    if typing.get_origin(hint) is typing.Literal:
+        return str, list(typing.get_args(hint))
+    candidates = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    simple = next((a for a in candidates if a in (int, float, str, bool)), str)
+    if simple is bool:
+        return (lambda v: v.lower() in ("1", "true", "yes")), None
+    return simple, None
+
+
+def _add_select_options(sel: argparse.ArgumentParser) -> dict[str, list[str]]:
+    """One argument group per registered selection method, built from the registry; returns method -> options."""
+    import inspect
+
+    from .selection import selection_methods
+
+    flags: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for method in selection_methods().values():
+        group = sel.add_argument_group(f"--method {method.name}", method.description)
+        defaults = inspect.signature(method.fn).parameters
+        flags[method.name] = list(method.options)
+        for name, text in method.options.items():
+            if name in seen:  # the same option name in two methods: one flag serves both
+                continue
+            seen.add(name)
+            kind, choices = _option_type(method.fn, name)
+            default = defaults[name].default
+            group.add_argument(
+                f"--{name.replace('_', '-')}",
+                dest=f"option_{name}",
+                type=kind,
+                choices=choices,
+                default=argparse.SUPPRESS,
+                metavar=None if choices else name.upper(),
+                help=text if "default" in text else f"{text} (default: {default})",
+            )
+    return flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,14 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="record activation statistics over corpora",
         description="Count how often each FFN neuron fires on each corpus group.",
     )
-    rec.add_argument("--model", required=True, help="hub id or local path of a transformers model")
-    rec.add_argument("--revision", default=None, help="model revision (branch, tag or commit)")
-    rec.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "float32", "bfloat16", "float16"],
-        help="weights dtype (default: the checkpoint's)",
-    )
+    _add_model_args(rec)
     rec.add_argument(
         "--corpus",
         action="append",
@@ -97,40 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Neuron Specialization, or a random control.",
     )
     sel.add_argument("stats", help="statistics file written by `lsn record`")
+    sel.add_argument("--groups", default=None, help="comma-separated groups to use (default: all)")
+    from .selection import selection_methods
+
     sel.add_argument(
         "--method",
         default="lape",
-        choices=["lape", "probability", "specialized"],
-        help="selection method (default: lape)",
+        choices=list(selection_methods()),
+        help="selection method; each method's options are listed below (default: lape)",
     )
-    sel.add_argument("--groups", default=None, help="comma-separated groups to use (default: all)")
-    sel.add_argument("--top-rate", type=float, default=0.01, help="LAPE: share of all neurons kept (default: 0.01)")
-    sel.add_argument("--filter-rate", type=float, default=0.95, help="LAPE: filter bar rank (default: 0.95)")
-    sel.add_argument(
-        "--activation-bar-ratio", type=float, default=0.95, help="LAPE: assignment bar rank (default: 0.95)"
-    )
-    sel.add_argument(
-        "--score",
-        default="margin",
-        choices=["margin", "contrast", "faithful"],
-        help="probability: score per group (default: margin)",
-    )
-    sel.add_argument(
-        "--above",
-        default="zero",
-        choices=["zero", "threshold"],
-        help="probability: the event scored, pre-activation > 0 (fires) or > the threshold "
-        "recorded with --threshold-from (default: zero)",
-    )
-    sel.add_argument("--top-k", type=int, default=None, help="probability: neurons per group")
-    sel.add_argument(
-        "--rate",
-        type=float,
-        default=0.00125,
-        help="probability: neurons per group as a share of all neurons (default: 0.00125)",
-    )
-    sel.add_argument("--k", type=float, default=0.95, help="specialized: cumulative share kept (default: 0.95)")
-    sel.add_argument("--encoder-k", type=float, default=None, help="specialized: share for encoder layers")
+    sel.set_defaults(method_options=_add_select_options(sel))
     sel.add_argument(
         "--random-control",
         type=int,
@@ -151,11 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The validation experiment of Tang et al.: row i deactivates group i's "
         "neurons, column j is the mean token NLL on group j's held-out text.",
     )
-    nll.add_argument("--model", required=True, help="hub id or local path of a causal LM")
-    nll.add_argument("--revision", default=None, help="model revision")
-    nll.add_argument(
-        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype"
-    )
+    _add_model_args(nll, "hub id or local path of a causal LM")
     nll.add_argument("--neurons", required=True, help="a neuron set (.json, directory or hub id)")
     nll.add_argument(
         "--corpus",
@@ -185,21 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate with a group's neurons deactivated, amplified or steered",
         description="Print the baseline continuation and the one under the intervention.",
     )
-    gen.add_argument("--model", required=True, help="hub id or local path of a causal LM")
-    gen.add_argument("--revision", default=None, help="model revision")
+    _add_model_args(gen, "hub id or local path of a causal LM")
     gen.add_argument("--neurons", required=True, help="a neuron set (.json, directory or hub id)")
     gen.add_argument("--steer", required=True, metavar="GROUP", help="the group whose neurons are changed")
     gen.add_argument(
         "--mode",
         default="zero",
-        choices=["zero", "value", "scale", "add", "stat"],
-        help="zero: deactivate; scale: multiply by --value; add/stat: steer with --stats (default: zero)",
+        choices=["zero", "set", "scale", "add"],
+        help="zero: deactivate; set / scale / add: set to, multiply by or add --value, or with --stats the "
+        "group's mean activation times --strength (default: zero)",
     )
-    gen.add_argument("--value", type=float, default=None, help="the constant or factor for value/scale/add")
-    gen.add_argument("--stats", default=None, help="statistics (.safetensors with sums) for stat/add steering")
+    gen.add_argument("--value", type=float, default=None, help="the constant or factor for set / scale / add")
     gen.add_argument(
-        "--relative-to-others", action="store_true", help="add: steer by mean(target) - mean(other groups)"
+        "--stats", default=None, help="statistics recorded with --record-sums: per-neuron values for set / add"
     )
+    gen.add_argument("--strength", type=float, default=1.0, help="with --stats: multiply the values (default: 1)")
+    gen.add_argument("--relative-to-others", action="store_true", help="with --stats: mean(group) - mean(other groups)")
     gen.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
     gen.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
 
@@ -213,19 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_model_and_tokenizer(name: str, revision: str | None = None, dtype: str = "auto", device=None):
-    """A causal or seq2seq model (by its config) and its tokenizer, from the hub or a directory."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+def _load(args: argparse.Namespace, device=None):
+    """The command's model and tokenizer through the shared loader (`lsn.arguments.load_model_and_tokenizer`)."""
+    from .arguments import ModelArguments, load_model_and_tokenizer
 
-    config = AutoConfig.from_pretrained(name, revision=revision)
-    auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = auto.from_pretrained(name, revision=revision, dtype=torch_dtype)
-    if device is not None:
-        model.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-    return model.eval(), tokenizer
+    model_args = ModelArguments(args.model, args.revision, args.dtype, args.load_in_4bit, args.load_in_8bit)
+    return load_model_and_tokenizer(model_args, device=device)
 
 
 def _record(args: argparse.Namespace) -> None:
@@ -241,7 +260,7 @@ def _record(args: argparse.Namespace) -> None:
         first_pass = ActivationStats.load(args.threshold_from)
         threshold = first_pass.pooled_quantile()
     state = PartialState(cpu=not torch.cuda.is_available())
-    model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.dtype, device=state.device)
+    model, tokenizer = _load(args, device=state.device)
     corpora = {}
     for group, spec in args.corpus:
         if group in corpora:
@@ -270,18 +289,19 @@ def _record(args: argparse.Namespace) -> None:
 
 
 def _select(args: argparse.Namespace) -> None:
-    from .selection import random_neurons, select_by_probability, select_lape, select_specialized
+    from .selection import random_neurons, selection_methods
     from .stats import ActivationStats
 
+    given = {k.removeprefix("option_"): v for k, v in vars(args).items() if k.startswith("option_")}
+    allowed = args.method_options[args.method]
+    if stray := [name for name in given if name not in allowed]:
+        owners = {n: [m for m, opts in args.method_options.items() if n in opts] for n in stray}
+        flags = ", ".join(f"--{n.replace('_', '-')} (of {'/'.join(owners[n])})" for n in stray)
+        raise ValueError(f"{flags} do not apply to --method {args.method}; its options: {allowed}.")
     stats = ActivationStats.load(args.stats)
     if args.groups:
         stats = stats.select_groups([g.strip() for g in args.groups.split(",") if g.strip()])
-    if args.method == "lape":
-        neurons = select_lape(stats, args.top_rate, args.filter_rate, args.activation_bar_ratio)
-    elif args.method == "probability":
-        neurons = select_by_probability(stats, score=args.score, above=args.above, top_k=args.top_k, rate=args.rate)
-    else:
-        neurons = select_specialized(stats, args.k, encoder_k=args.encoder_k)
+    neurons = selection_methods()[args.method].fn(stats, **given)
     _write(neurons, args.output)
     print(neurons.summary())
     if args.random_control is not None:
@@ -311,7 +331,7 @@ def _nll_matrix(args: argparse.Namespace) -> None:
     from .neuron_set import NeuronSet
 
     neurons = NeuronSet.from_pretrained(args.neurons)
-    model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.dtype, device=_device())
+    model, tokenizer = _load(args, device=_device())
     corpora = {g: load_corpus(spec, text_column=args.text_column, split=args.split) for g, spec in args.corpus}
     groups = [g.strip() for g in args.groups.split(",")] if args.groups else None
     matrix = nll_matrix(
@@ -332,16 +352,24 @@ def _nll_matrix(args: argparse.Namespace) -> None:
 
 def _generate(args: argparse.Namespace) -> None:
     from .generation import generate
+    from .intervention import neuron_values
     from .neuron_set import NeuronSet
     from .stats import ActivationStats
 
     neurons = NeuronSet.from_pretrained(args.neurons)
-    model, tokenizer = load_model_and_tokenizer(args.model, args.revision, device=_device())
-    extra = {}
+    value = args.value
     if args.stats:
-        extra = {"stats": ActivationStats.load(args.stats), "target": args.steer}
-        if args.relative_to_others:
-            extra["relative_to"] = "others"
+        if args.value is not None:
+            raise ValueError("--value and --stats both give the values; pass one (--strength scales --stats).")
+        if args.mode == "zero":
+            raise ValueError("--stats gives values for --mode set / scale / add; --mode zero takes none.")
+        relative_to = "others" if args.relative_to_others else None
+        value = neuron_values(
+            ActivationStats.load(args.stats), args.steer, relative_to=relative_to, strength=args.strength
+        )
+    elif args.strength != 1.0 or args.relative_to_others:
+        raise ValueError("--strength and --relative-to-others apply to values from --stats; pass --stats.")
+    model, tokenizer = _load(args, device=_device())
     baseline = generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens)
     steered = generate(
         model,
@@ -349,10 +377,9 @@ def _generate(args: argparse.Namespace) -> None:
         args.prompt,
         neurons,
         args.mode,
-        args.value,
+        value,
         groups=args.steer,
         max_new_tokens=args.max_new_tokens,
-        intervention_kwargs=extra,
     )
     for prompt, plain, changed in zip(args.prompt, baseline, steered, strict=True):
         print(f"prompt:   {prompt}\nbaseline: {plain}\n{args.mode} {args.steer}: {changed}\n")

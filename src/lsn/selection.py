@@ -6,11 +6,17 @@
   (Mondal et al. 2025): their per-language-percentile score, or the pooled default.
 - `select_specialized`: Neuron Specialization's cumulative-activation rule (Tan et al. 2024).
 - `random_neurons`: a seeded control with the same count per group and layer.
+
+Methods that select from statistics are registered by name (`selection_method`): the name is what
+`lsn select --method NAME` takes, what `NeuronSet.method` stores, and the CLI's flags are built from the
+function's keyword parameters and the help texts given at registration. Adding a method is one function, one
+`@selection_method(...)` line and its test (docs/architecture.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -18,7 +24,56 @@ import torch
 from .neuron_set import NeuronSet
 from .stats import ActivationStats
 
-__all__ = ["random_neurons", "select_by_probability", "select_lape", "select_specialized"]
+__all__ = [
+    "SelectionMethod",
+    "random_neurons",
+    "select_by_probability",
+    "select_lape",
+    "select_specialized",
+    "selected_neurons",
+    "selection_method",
+    "selection_methods",
+]
+
+
+@dataclass(frozen=True)
+class SelectionMethod:
+    """A registered selection method: `fn(stats, **options) -> NeuronSet`, with a help text per option."""
+
+    name: str
+    fn: Callable[..., NeuronSet]
+    description: str
+    options: dict[str, str]
+
+
+_METHODS: dict[str, SelectionMethod] = {}
+
+
+def selection_method(name: str, description: str, **options: str) -> Callable:
+    """Register `fn(stats, ..., option=default, ...) -> NeuronSet` as method `name`.
+
+    `options` maps each parameter the command line exposes to its help text; every one must be a parameter of
+    `fn` with a default (the one default, shared by Python and the CLI). `fn` builds its result with
+    `selected_neurons(stats, chosen, name, parameters)`.
+    """
+
+    def register(fn: Callable[..., NeuronSet]) -> Callable[..., NeuronSet]:
+        import inspect
+
+        if name in _METHODS:
+            raise ValueError(f"A selection method named `{name}` is already registered.")
+        parameters = inspect.signature(fn).parameters
+        if missing := [o for o in options if o not in parameters or parameters[o].default is inspect.Parameter.empty]:
+            raise ValueError(f"Options {missing} of `{name}` are not parameters of {fn.__name__} with a default.")
+        _METHODS[name] = SelectionMethod(name, fn, description, dict(options))
+        return fn
+
+    return register
+
+
+def selection_methods() -> dict[str, SelectionMethod]:
+    """The registered methods by name, in registration order."""
+    return dict(_METHODS)
 
 
 def _model_info(stats: ActivationStats) -> dict:
@@ -39,12 +94,19 @@ def _per_layer(flat_index: torch.Tensor, num_layers: int, num_neurons: int) -> l
     return [flat_index[layers == layer] % num_neurons for layer in range(num_layers)]
 
 
-def _to_neuron_set(
-    stats: ActivationStats, chosen: Mapping[str, torch.Tensor], method: str, parameters: dict
+def selected_neurons(
+    stats: ActivationStats,
+    chosen: Mapping[str, torch.Tensor | list[torch.Tensor]],
+    method: str,
+    parameters: dict,
 ) -> NeuronSet:
-    """`chosen`: group -> flat indices `layer * neurons + neuron`."""
+    """The `NeuronSet` every selection method returns. `chosen`: group -> flat indices `layer * neurons + neuron`
+    (a tensor), or one index tensor per layer; the set carries the stats' model facts and the method's name."""
     return NeuronSet(
-        {g: _per_layer(idx, stats.num_layers, stats.num_neurons) for g, idx in chosen.items()},
+        {
+            g: _per_layer(idx, stats.num_layers, stats.num_neurons) if isinstance(idx, torch.Tensor) else idx
+            for g, idx in chosen.items()
+        },
         num_layers=stats.num_layers,
         num_neurons=stats.num_neurons,
         method=method,
@@ -62,6 +124,13 @@ def lape_entropy(stats: ActivationStats) -> torch.Tensor:
     return -plogp.sum(-1)
 
 
+@selection_method(
+    "lape",
+    "Language activation probability entropy (Tang et al. 2024).",
+    top_rate="share of all neurons kept (the paper: 0.01; small models need more)",
+    filter_rate="rank of the filter bar among all probabilities",
+    activation_bar_ratio="rank of the bar a group's probability must exceed to own a neuron",
+)
 def select_lape(
     stats: ActivationStats,
     top_rate: float = 0.01,
@@ -104,9 +173,18 @@ def select_lape(
         "activation_bar": activation_bar,
         "tokens": dict(zip(stats.groups, stats.tokens.tolist(), strict=True)),
     }
-    return _to_neuron_set(stats, chosen, "lape", parameters)
+    return selected_neurons(stats, chosen, "lape", parameters)
 
 
+@selection_method(
+    "probability",
+    "Activation-probability scores with a fixed budget per group (Mondal et al. 2025).",
+    score="margin / contrast (pooled) or faithful (each group against its own percentile)",
+    above="the event scored: pre-activation > 0 (fires) or > the threshold recorded with --threshold-from",
+    top_k="neurons per group (default: rate x layers x neurons)",
+    rate="neurons per group as a share of all neurons",
+    min_score="pooled scores: keep only neurons scoring above this",
+)
 def select_by_probability(
     stats: ActivationStats,
     *,
@@ -177,7 +255,7 @@ def select_by_probability(
         "quantile": stats.quantile if faithful else None,
         "threshold": stats.metadata.get("threshold") if above == "threshold" else None,
     }
-    return _to_neuron_set(stats, chosen, "activation_probability", parameters)
+    return selected_neurons(stats, chosen, "probability", parameters)
 
 
 def _cumulative_keep(counts: torch.Tensor, k: float) -> torch.Tensor:
@@ -191,6 +269,12 @@ def _cumulative_keep(counts: torch.Tensor, k: float) -> torch.Tensor:
     return torch.sort(order[: min(n, counts.numel())]).values
 
 
+@selection_method(
+    "specialized",
+    "Neuron Specialization (Tan et al. 2024): per group and layer, the most active neurons up to a share k.",
+    k="cumulative share of the layer's firing counts kept",
+    encoder_k="share for encoder layers (default: k)",
+)
 def select_specialized(
     stats: ActivationStats,
     k: float | Mapping[str, float] = 0.95,
@@ -226,14 +310,7 @@ def select_specialized(
         "k": dict(k) if isinstance(k, Mapping) else k,
         "encoder_k": dict(encoder_k) if isinstance(encoder_k, Mapping) else encoder_k,
     }
-    return NeuronSet(
-        neurons,
-        num_layers=stats.num_layers,
-        num_neurons=stats.num_neurons,
-        method="specialization",
-        parameters=parameters,
-        model=_model_info(stats),
-    )
+    return selected_neurons(stats, neurons, "specialized", parameters)
 
 
 def random_neurons(neuron_set: NeuronSet, seed: int = 0, *, exclude_selected: bool = False) -> NeuronSet:

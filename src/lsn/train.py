@@ -10,34 +10,33 @@ Conditions (`condition:`), the paper's comparison:
     neuron-lora         LoRA restricted to the neurons of `neuron_groups` (source, target or both languages)
     random-neuron-lora  the same count of random neurons per layer (seeded)
     neuron-full         full updates of those neurons' rows / columns
-Writes the adapter (with the neuron set and model card), `lsn_run.json`, and `eval_results.json`
+Writes the adapter (its config holds the neurons; lsn's model card section), `lsn_run.json`, and `eval_results.json`
 (zero-shot, every language in `eval_languages`) into `output_dir`.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftConfig
 from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorForSeq2Seq,
     DataCollatorWithPadding,
-    Trainer,
+    HfArgumentParser,
     TrainingArguments,
     set_seed,
 )
 
 from .adapter import NeuronConfig
-from .arguments import parse_recipe
+from .arguments import ModelArguments, load_model_and_tokenizer, parse_recipe
 from .crosslingual import (
     encode_nli_classification,
     encode_nli_prompt,
@@ -55,22 +54,19 @@ from .trainer import NeuronTrainer
 
 logger = logging.getLogger("lsn.train")
 
-CONDITIONS = ("none", "lora", "neuron-lora", "random-neuron-lora", "neuron-full")
+Condition = Literal["none", "lora", "neuron-lora", "random-neuron-lora", "neuron-full"]
+CONDITIONS: tuple[str, ...] = get_args(Condition)
+NEURON_CONDITIONS = ("neuron-lora", "random-neuron-lora", "neuron-full")
 
 
-@dataclass
-class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "Hub id or local path; `lsn:demo` is the embedded tiny model."})
-    revision: str | None = field(default=None, metadata={"help": "Model revision."})
-    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16, float16."})
-    load_in_4bit: bool = field(
-        default=False, metadata={"help": "Load the base in 4-bit NF4 (needs bitsandbytes), as the paper."}
-    )
+def _adapter_default(name: str):
+    """The adapter's own default, so recipes and `NeuronConfig` share one set of defaults."""
+    return NeuronConfig.__dataclass_fields__[name].default
 
 
 @dataclass
 class NeuronArguments:
-    condition: str = field(default="neuron-lora", metadata={"help": f"One of {', '.join(CONDITIONS)}."})
+    condition: Condition = field(default="neuron-lora", metadata={"help": "The adapter trained (see the module doc)."})
     neurons: str | None = field(
         default=None,
         metadata={
@@ -78,24 +74,38 @@ class NeuronArguments:
         },
     )
     neuron_groups: list[str] | None = field(
-        default=None, metadata={"help": "Groups of the set to train (their union)."}
+        default=None, metadata={"help": "Groups of the set to train (their union; default: all)."}
     )
-    r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: float = field(default=16, metadata={"help": "LoRA alpha (the paper: 2r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    r: int = field(default=_adapter_default("r"), metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=_adapter_default("lora_alpha"), metadata={"help": "LoRA alpha (the paper: 2r)."})
+    lora_dropout: float = field(default=_adapter_default("lora_dropout"), metadata={"help": "LoRA dropout."})
     target_modules: list[str] | None = field(
         default=None,
         metadata={"help": "Modules to adapt (default: gate_proj for neuron conditions, q/k/v/o_proj for lora)."},
     )
     random_seed: int = field(default=0, metadata={"help": "Seed of the random-neuron control."})
 
+    def __post_init__(self) -> None:
+        if self.condition in NEURON_CONDITIONS and not self.neurons:
+            raise ValueError(f"`condition: {self.condition}` needs `neurons:` (a neuron set path or hub id).")
+        if self.condition not in NEURON_CONDITIONS:
+            ignored = [name for name in ("neurons", "neuron_groups") if getattr(self, name)]
+            if self.condition == "none":
+                ignored += [
+                    name
+                    for name in ("r", "lora_alpha", "lora_dropout", "target_modules")
+                    if getattr(self, name) != NeuronArguments.__dataclass_fields__[name].default
+                ]
+            if ignored:
+                warnings.warn(f"`condition: {self.condition}` ignores {ignored}.", stacklevel=3)
+
 
 @dataclass
 class DataArguments:
-    task: str = field(default="xnli", metadata={"help": "xnli or xquad."})
-    format: str = field(
-        default="classification",
-        metadata={"help": "XNLI: classification (a head on the last token) or prompt (label words)."},
+    task: Literal["xnli", "xquad"] = field(default="xnli", metadata={"help": "The cross-lingual task."})
+    format: Literal["classification", "prompt"] | None = field(
+        default=None,
+        metadata={"help": "XNLI: classification (a head on the last token, the default) or prompt (label words)."},
     )
     train_language: str = field(default="en", metadata={"help": "Language trained on."})
     eval_languages: list[str] = field(
@@ -106,7 +116,7 @@ class DataArguments:
         metadata={"help": "Local files in the hub schemas instead of the hub; `lsn:world` for the embedded world's."},
     )
     train_fraction: float = field(
-        default=0.25, metadata={"help": "XNLI: share of the training split used (the paper: 25%)."}
+        default=0.25, metadata={"help": "XNLI: share of the training split used (the paper: 0.25)."}
     )
     xquad_train_fraction: float = field(
         default=0.8, metadata={"help": "XQuAD: first share of validation to train, the rest to test."}
@@ -115,36 +125,25 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluation examples per language at most."})
     max_length: int = field(default=256, metadata={"help": "Tokens per example at most."})
 
+    def __post_init__(self) -> None:
+        if self.task == "xquad" and self.format is not None:
+            warnings.warn(f"`format: {self.format}` is ignored for `task: xquad` (always a prompt).", stacklevel=3)
+        if self.task == "xnli" and self.format is None:
+            self.format = "classification"
 
-def resolve_model_path(name: str) -> str:
-    if name == "lsn:demo":
-        from .demo.pretrain import demo_model_path
-
-        return str(demo_model_path())
-    return name
+    @property
+    def classification(self) -> bool:
+        return self.task == "xnli" and self.format == "classification"
 
 
-def load_model(model_args: ModelArguments, data: DataArguments):
-    name = resolve_model_path(model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.revision)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    kwargs = {
-        "revision": model_args.revision,
-        "dtype": model_args.dtype if model_args.dtype == "auto" else getattr(torch, model_args.dtype),
-    }
-    if model_args.load_in_4bit:
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-        )
-    if data.task == "xnli" and data.format == "classification":
-        model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=3, **kwargs)
-        model.config.pad_token_id = tokenizer.pad_token_id
-    else:
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
-    return model, tokenizer
+def build_parser() -> HfArgumentParser:
+    """The parser of `python -m lsn.train` (its dataclasses, in `main`'s order)."""
+    return HfArgumentParser(
+        [ModelArguments, NeuronArguments, DataArguments, TrainingArguments],
+        prog="python -m lsn.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def datasets_for(data: DataArguments, tokenizer):
@@ -154,8 +153,6 @@ def datasets_for(data: DataArguments, tokenizer):
 
         data = dataclasses.replace(data, data_dir=str(world_task_files()))
     if data.task == "xnli":
-        if data.format not in ("classification", "prompt"):
-            raise ValueError(f"`format` must be classification or prompt, got {data.format!r}.")
         train = load_xnli(data.train_language, "train", data_dir=data.data_dir)
         train = train.shuffle(seed=0).select(range(max(1, int(len(train) * data.train_fraction))))
         evals = {
@@ -165,15 +162,13 @@ def datasets_for(data: DataArguments, tokenizer):
         encode = (encode_nli_classification if data.format == "classification" else encode_nli_prompt)(
             tokenizer, data.max_length
         )
-    elif data.task == "xquad":
+    else:  # xquad
         train = paper_split(load_xquad(data.train_language, data_dir=data.data_dir), data.xquad_train_fraction)[0]
         evals = {}
         for lang in data.eval_languages:
             test = paper_split(load_xquad(lang, data_dir=data.data_dir), data.xquad_train_fraction)[1]
             evals[lang] = test.select(range(min(len(test), data.max_eval_samples or len(test))))
         encode = encode_qa_prompt(tokenizer, data.max_length)
-    else:
-        raise ValueError(f"`task` must be xnli or xquad, got {data.task!r}.")
     if data.max_train_samples is not None:
         train = train.select(range(min(len(train), data.max_train_samples)))
     return train.map(encode, batched=True, remove_columns=train.column_names), evals
@@ -192,39 +187,30 @@ def evaluate_all(model, tokenizer, data: DataArguments, evals, batch_size: int) 
     return out
 
 
-def wrap(model, neuron_args: NeuronArguments, data: DataArguments) -> tuple[torch.nn.Module, NeuronSet | None]:
-    """The model with the condition's adapter, and the neurons it trains."""
+def adapter_config(neuron_args: NeuronArguments, data: DataArguments) -> PeftConfig | None:
+    """The PEFT config of the condition (`None` for `none`); `NeuronTrainer` does the wrapping."""
     condition = neuron_args.condition
-    if condition not in CONDITIONS:
-        raise ValueError(f"`condition` must be one of {', '.join(CONDITIONS)}, got {condition!r}.")
-    task_type = "SEQ_CLS" if data.task == "xnli" and data.format == "classification" else "CAUSAL_LM"
+    task_type = "SEQ_CLS" if data.classification else "CAUSAL_LM"
     if condition == "none":
-        for name, param in model.named_parameters():
-            param.requires_grad = task_type == "SEQ_CLS" and name.startswith(("score", "classifier"))
-        return model, None
+        return None
     if condition == "lora":
-        config = LoraConfig(
+        return LoraConfig(
             r=neuron_args.r,
             lora_alpha=neuron_args.lora_alpha,
             lora_dropout=neuron_args.lora_dropout,
             target_modules=neuron_args.target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"],
             task_type=task_type,
         )
-        return get_peft_model(model, config), None
-    if not neuron_args.neurons:
-        raise ValueError(f"`condition: {condition}` needs `neurons:` (a neuron set path or hub id).")
     source = neuron_args.neurons
     if source == "lsn:demo-lape":
         from .demo.pretrain import demo_lape_neurons
 
         source = str(demo_lape_neurons())
     neurons = NeuronSet.from_pretrained(source)
-    neurons.check_compatible(model)
-    groups = neuron_args.neuron_groups or neurons.groups
-    neurons = neurons.subset(groups)
+    neurons = neurons.subset(neuron_args.neuron_groups or neurons.groups)
     if condition == "random-neuron-lora":
         neurons = random_neurons(neurons, seed=neuron_args.random_seed)
-    config = NeuronConfig(
+    return NeuronConfig(
         neurons=neurons,
         groups=neurons.groups,
         mode="full" if condition == "neuron-full" else "lora",
@@ -234,39 +220,40 @@ def wrap(model, neuron_args: NeuronArguments, data: DataArguments) -> tuple[torc
         target_modules=neuron_args.target_modules or ["gate_proj"],
         task_type=task_type,
     )
-    return get_peft_model(model, config), neurons
 
 
 def main(
     model_args: ModelArguments, neuron_args: NeuronArguments, data: DataArguments, training: TrainingArguments
 ) -> dict:
     # ---------------------------------------------------------------- model and data
+    peft_config = adapter_config(neuron_args, data)  # a bad neuron set fails before the model loads
     set_seed(training.seed)  # before any weight is initialised (classification head, adapter)
-    model, tokenizer = load_model(model_args, data)
+    head = "sequence-classification" if data.classification else "causal-lm"
+    model, tokenizer = load_model_and_tokenizer(model_args, head=head, num_labels=3 if data.classification else None)
     train_set, evals = datasets_for(data, tokenizer)
-    model, neurons = wrap(model, neuron_args, data)
-    classification = data.task == "xnli" and data.format == "classification"
     collator = (
         DataCollatorWithPadding(tokenizer)
-        if classification
+        if data.classification
         else DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
     )
 
     # ---------------------------------------------------------------- train
-    trains = not (neuron_args.condition == "none" and not classification)
+    trains = neuron_args.condition != "none" or data.classification
     if trains:
-        trainer_class = NeuronTrainer if neurons is not None else Trainer
-        extra = {"neurons": neurons} if neurons is not None else {}
-        trainer = trainer_class(
-            model=model,
-            args=training,
+        if peft_config is None:  # `none` with a classification head: train the head only
+            for name, param in model.named_parameters():
+                param.requires_grad = name.startswith(("score", "classifier"))
+        trainer = NeuronTrainer(
+            model,
+            training,
+            peft_config=peft_config,
             train_dataset=train_set,
             data_collator=collator,
             processing_class=tokenizer,
-            **extra,
         )
         trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
         trainer.save_model(training.output_dir)
+        model = trainer.model
         main_process = trainer.is_world_process_zero()
     else:
         main_process = training.process_index == 0
@@ -293,4 +280,4 @@ def main(
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main(*parse_recipe([ModelArguments, NeuronArguments, DataArguments, TrainingArguments], sys.argv[1:]))
+    main(*parse_recipe(build_parser(), sys.argv[1:]))

@@ -17,19 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
-    Seq2SeqTrainingArguments,
-)
+from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
-from .arguments import parse_recipe
+from .arguments import ModelArguments, load_model_and_tokenizer, parse_recipe
 from .neuron_set import NeuronSet
 from .plotting import plot_overlap
 from .translation import (
@@ -50,25 +45,6 @@ from .translation import (
 logger = logging.getLogger("lsn.translate")
 
 
-@dataclass
-class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "Hub id or local path; `lsn:demo` is the embedded tiny model."})
-    revision: str | None = field(default=None, metadata={"help": "Model revision."})
-    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16, float16."})
-    style: str = field(
-        default="codes",
-        metadata={"help": "Input format: codes (NLLB/M2M100), tag (<2xx> token), prompt (decoder LLMs)."},
-    )
-    language_codes: str | None = field(
-        default=None,
-        metadata={"help": 'JSON {"zh": "zho_Hant", ...}: tokenizer codes overriding the defaults (style codes).'},
-    )
-
-    def format(self, max_length: int) -> TranslationFormat:
-        codes = _json_field("language_codes", self.language_codes) or {}
-        return TranslationFormat(self.style, codes=codes, max_length=max_length)
-
-
 def _json_field(name: str, value: str | None):
     """A recipe field written as JSON text, parsed; `None` stays `None`."""
     if not value:
@@ -82,16 +58,36 @@ def _json_field(name: str, value: str | None):
 @dataclass
 class DataArguments:
     directions: list[str] = field(metadata={"help": "Translation directions, e.g. en-de de-en."})
-    source: str = field(
+    source: Literal["flores", "files", "world"] = field(
         default="flores",
-        metadata={"help": "flores (openlanguagedata/flores_plus), files, or world (the embedded synthetic world)."},
+        metadata={
+            "help": "flores (openlanguagedata/flores_plus), files (data_dir), or world (the embedded synthetic world)."
+        },
     )
     data_dir: str | None = field(
         default=None, metadata={"help": "For source=files: {train,validation,test}.SRC-TGT.{jsonl,tsv} files."}
     )
+    style: Literal["codes", "tag", "prompt"] = field(
+        default="codes",
+        metadata={"help": "Input format: codes (NLLB/M2M100), tag (a <2xx> token), prompt (decoder LLMs)."},
+    )
+    language_codes: str | None = field(
+        default=None,
+        metadata={"help": 'JSON {"zh": "zho_Hant", ...}: tokenizer codes overriding the defaults (style codes).'},
+    )
     max_train_pairs: int | None = field(default=None, metadata={"help": "Training pairs per direction at most."})
     max_eval_pairs: int | None = field(default=None, metadata={"help": "Validation/test pairs per direction at most."})
     max_length: int = field(default=128, metadata={"help": "Tokens per side at most."})
+
+    def __post_init__(self) -> None:
+        if self.source == "files" and not self.data_dir:
+            raise ValueError("`source: files` needs `data_dir`.")
+        if self.source != "files" and self.data_dir:
+            warnings.warn(f"`data_dir` is ignored with `source: {self.source}`.", stacklevel=3)
+
+    def format(self) -> TranslationFormat:
+        codes = _json_field("language_codes", self.language_codes) or {}
+        return TranslationFormat(self.style, codes=codes, max_length=self.max_length)
 
 
 @dataclass
@@ -116,23 +112,6 @@ class SpecializationArguments:
     )
 
 
-def load(args: ModelArguments, path: str | None = None):
-    """Model (seq2seq or causal, by its config) and tokenizer."""
-    name = path or args.model_name_or_path
-    if name == "lsn:demo":
-        from .demo.pretrain import demo_model_path
-
-        name = str(demo_model_path())
-    config = AutoConfig.from_pretrained(name, revision=args.revision)
-    auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
-    model = auto.from_pretrained(name, revision=args.revision, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=args.revision)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
 def load_pairs(data: DataArguments, split: str) -> dict[str, list[tuple[str, str]]]:
     """Pairs of every direction for `split` (train, validation or test)."""
     limit = data.max_train_pairs if split == "train" else data.max_eval_pairs
@@ -143,8 +122,6 @@ def load_pairs(data: DataArguments, split: str) -> dict[str, list[tuple[str, str
             )
         return load_flores(data.directions, "dev" if split == "validation" else "devtest", limit=limit)
     if data.source == "files":
-        if not data.data_dir:
-            raise ValueError("`source: files` needs `data_dir`.")
         out = {}
         for d in data.directions:
             candidates = [Path(data.data_dir) / f"{split}.{d}.{ext}" for ext in ("jsonl", "tsv")]
@@ -159,7 +136,7 @@ def load_pairs(data: DataArguments, split: str) -> dict[str, list[tuple[str, str
         seed = {"train": 0, "validation": 1, "test": 2}[split]
         rows = parallel_corpus(limit or 1000, seed=seed)
         return {d: [(r[parse_direction(d)[0]], r[parse_direction(d)[1]]) for r in rows] for d in data.directions}
-    raise ValueError(f"Unknown `source: {data.source}`; choose flores, files or world.")
+    raise ValueError(f"Unknown `source: {data.source}`; choose flores, files or world.")  # Literal: not reached
 
 
 def neuron_path(spec: SpecializationArguments, training: Seq2SeqTrainingArguments) -> Path:
@@ -168,8 +145,8 @@ def neuron_path(spec: SpecializationArguments, training: Seq2SeqTrainingArgument
 
 # ---------------------------------------------------------------- stages
 def run_identify(model_args, data, spec, training) -> NeuronSet:
-    fmt = model_args.format(data.max_length)  # checked before the model loads
-    model, tokenizer = load(model_args)
+    fmt = data.format()  # checked before the model loads
+    model, tokenizer = load_model_and_tokenizer(model_args)
     k = direction_k(data.directions, spec.k, pivot=spec.pivot, k_to_pivot=spec.k_to_pivot)
     stats, neurons = identify(
         model,
@@ -190,8 +167,8 @@ def run_identify(model_args, data, spec, training) -> NeuronSet:
 
 
 def run_train(model_args, data, spec, training) -> None:
-    fmt = model_args.format(data.max_length)  # checked before the model loads
-    model, tokenizer = load(model_args)
+    fmt = data.format()  # checked before the model loads
+    model, tokenizer = load_model_and_tokenizer(model_args)
     masks = TaskMasks(NeuronSet.load(neuron_path(spec, training))) if spec.specialize else None
     encoder_decoder = bool(model.config.is_encoder_decoder)
     train_set = build_dataset(tokenizer, fmt, load_pairs(data, "train"), data.directions)
@@ -212,16 +189,16 @@ def run_train(model_args, data, spec, training) -> None:
 
 
 def run_evaluate(model_args, data, spec, training) -> str:
-    fmt = model_args.format(data.max_length)
+    fmt = data.format()
     groups = _json_field("resource_groups", spec.resource_groups)  # checked before hours of generation
     pairs = load_pairs(data, "test")
     kwargs = dict(
         num_beams=spec.num_beams, batch_size=training.per_device_eval_batch_size, max_new_tokens=spec.max_new_tokens
     )
     results = {}
-    baseline, tokenizer = load(model_args, spec.baseline_model)
+    baseline, tokenizer = load_model_and_tokenizer(model_args, path=spec.baseline_model)
     results["baseline"] = evaluate_directions(baseline, tokenizer, fmt, pairs, **kwargs)
-    trained, tokenizer = load(model_args, training.output_dir)
+    trained, tokenizer = load_model_and_tokenizer(model_args, path=training.output_dir)
     name = "specialized" if spec.specialize else "fine-tuned"
     if spec.specialize:
         masks = TaskMasks(NeuronSet.load(Path(training.output_dir) / "neurons"))
@@ -242,13 +219,26 @@ STAGES = {
 }
 
 
+def build_parser() -> HfArgumentParser:
+    """The recipe parser of `python -m lsn.translate STAGE` (its dataclasses, in the stages' order)."""
+    return HfArgumentParser(
+        [ModelArguments, DataArguments, SpecializationArguments, Seq2SeqTrainingArguments],
+        prog="python -m lsn.translate STAGE",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: python -m lsn.translate {{{','.join(STAGES)}}} RECIPE.yaml [--field value ...]"
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"{usage}\n\n{__doc__.strip()}\n\nRecipe fields (`python -m lsn.translate all --help`):")
+        build_parser().print_help()
+        return
     if not argv or argv[0] not in STAGES:
-        raise SystemExit(f"usage: python -m lsn.translate {{{','.join(STAGES)}}} RECIPE.yaml [--field value ...]")
+        raise SystemExit(f"{usage}\n(`python -m lsn.translate --help` describes the stages)")
     stage = argv.pop(0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_recipe([ModelArguments, DataArguments, SpecializationArguments, Seq2SeqTrainingArguments], argv)
+    args = parse_recipe(build_parser(), argv)
     for step in STAGES[stage]:
         step(*args)
 
