@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .cards import counts_table, parameter_list
 from .hub import upload_saved
 from .models import NeuronSite, check_indices, check_shape, find_neuron_sites, model_shape
 
@@ -292,15 +293,8 @@ class NeuronSet:
         """A README.md: base model, method and parameters, per-layer counts."""
         base = self.model.get("model_name") or "unknown"
         counts = self.counts_per_layer()
-        header = "| group | total | " + " | ".join(f"L{layer}" for layer in range(self.num_layers)) + " |"
-        rule = "|---" * (self.num_layers + 2) + "|"
-        rows = [
-            f"| {g} | {int(counts[k].sum())} | " + " | ".join(str(int(c)) for c in counts[k]) + " |"
-            for k, g in enumerate(self.groups)
-        ]
-        params = (
-            "\n".join(f"- `{k}`: `{v}`" for k, v in self.parameters.items() if v is not None) or "- (none recorded)"
-        )
+        table = counts_table({g: counts[k].tolist() for k, g in enumerate(self.groups)}, self.num_layers)
+        params = parameter_list(self.parameters)
         front = ["---", "library_name: lsn", "tags:", "- lsn", "- language-specific-neurons"]
         if base != "unknown":
             front.append(f"base_model: {base}")
@@ -321,9 +315,7 @@ class NeuronSet:
                 "",
                 "## Neurons per layer",
                 "",
-                header,
-                rule,
-                *rows,
+                *table,
                 "",
                 "## Use",
                 "",

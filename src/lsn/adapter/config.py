@@ -14,6 +14,7 @@ from huggingface_hub import ModelCard
 from peft import PeftConfig
 
 from .. import __version__
+from ..cards import counts_table, parameter_list
 from ..neuron_set import NeuronSet
 
 __all__ = ["LsnPeftType", "NeuronConfig", "card_section", "write_card_section"]
@@ -200,23 +201,14 @@ def card_section(config: NeuronConfig, lora_rank: int | None = None) -> str:
     `lora_rank`: the adapter was exported by `to_lora` as a plain LoRA of that rank."""
     counts = {int(layer): len(idx) for layer, idx in config.neurons.items()}
     num_layers = config.num_layers or max(counts) + 1
-    header = "| | total | " + " | ".join(f"L{layer}" for layer in range(num_layers)) + " |"
-    rule = "|---" * (num_layers + 2) + "|"
-    row = (
-        f"| neurons | {sum(counts.values())} | "
-        + " | ".join(str(counts.get(layer, 0)) for layer in range(num_layers))
-        + " |"
-    )
+    table = counts_table({"neurons": [counts.get(layer, 0) for layer in range(num_layers)]}, num_layers, label="")
     training = (
         f"LoRA factors of rank {config.r} (lora_alpha {config.lora_alpha})"
         if config.mode == "lora"
         else "a dense delta (full mode)"
     )
     targets = ", ".join(f"`{m}`" for m in config.target_modules) if config.target_modules else "every FFN matrix"
-    params = (
-        "\n".join(f"- `{k}`: `{v}`" for k, v in config.neuron_parameters.items() if v is not None)
-        or "- (none recorded)"
-    )
+    params = parameter_list(config.neuron_parameters)
     shape = f"{config.num_layers} layers x {config.num_neurons} neurons" if config.num_neurons else "unknown shape"
     exported = (
         []
@@ -246,9 +238,7 @@ def card_section(config: NeuronConfig, lora_rank: int | None = None) -> str:
         "",
         "### Neurons per layer",
         "",
-        header,
-        rule,
-        row,
+        *table,
         "",
         "### Use",
         "",
