@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .hooks import must_fire
 from .models import NeuronSite, find_neuron_sites
 from .neuron_set import NeuronSet
 from .stats import ActivationStats
@@ -93,6 +94,7 @@ class Intervention:
         return act.index_copy(-1, idx, new)
 
     def attach(self, sites: Sequence[NeuronSite]) -> Intervention:
+        self.handles += must_fire(s for s in sites if s.index in self.neurons)  # a silent no-op is an error
         for site in sites:
             if site.index in self.neurons:
 
