@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from .models import NeuronSite
+from .models import NeuronSite, UnsupportedModelError
 
 __all__ = ["ActivationFn", "HookNotFiredError", "activation_hooks", "must_fire"]
 
@@ -36,11 +36,21 @@ class HookNotFiredError(RuntimeError):
     """An FFN block ran but its activation module did not (or gave another width than expected)."""
 
 
-def must_fire(sites: Iterable[NeuronSite]) -> list[RemovableHandle]:
+def must_fire(sites: Iterable[NeuronSite], *, sharded: bool = False) -> list[RemovableHandle]:
     """Hooks that raise `HookNotFiredError` when a site's block runs without its activation module
-    (or the activation's last dimension is not `site.local_neurons`). The caller removes the handles."""
+    (or the activation's last dimension is not `site.local_neurons`). The caller removes the handles.
+
+    `sharded=False` (a hook that indexes neurons by their global index) refuses, before any forward,
+    a site whose neurons are split over tensor-parallel ranks.
+    """
     handles = []
     for site in sites:
+        if not sharded and site.neuron_range != (0, site.num_neurons):
+            raise UnsupportedModelError(
+                f"`{site.path}` holds neurons {site.neuron_range} of {site.num_neurons} on this rank (tensor "
+                "parallelism); only `record_activations` supports sharded FFNs so far. Load the model without "
+                "`tp_plan` (e.g. `device_map='auto'` over the GPUs) for interventions and task masks."
+            )
         fired = [False]
         width = site.local_neurons
 
@@ -71,16 +81,19 @@ def must_fire(sites: Iterable[NeuronSite]) -> list[RemovableHandle]:
 
 
 @contextmanager
-def activation_hooks(sites: Sequence[NeuronSite], fn: ActivationFn, *, check: bool = True) -> Iterator[None]:
+def activation_hooks(
+    sites: Sequence[NeuronSite], fn: ActivationFn, *, check: bool = True, sharded: bool = False
+) -> Iterator[None]:
     """Call `fn(site, pre_activation, activation)` on every forward of each site's activation.
 
-    With `check` (the default), also `must_fire(sites)`: a block that runs without its activation
-    module raises `HookNotFiredError` naming the module path.
+    With `check` (the default), also `must_fire(sites, sharded=sharded)`: a block that runs without
+    its activation module raises `HookNotFiredError` naming the module path. `sharded=True` when `fn`
+    handles a tensor-parallel shard (`site.neuron_range`); otherwise sharded sites are refused.
     """
     handles = []
     try:
         if check:
-            handles += must_fire(sites)
+            handles += must_fire(sites, sharded=sharded)
         for site in sites:
 
             def hook(module, args, output, _site=site):

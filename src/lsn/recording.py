@@ -407,7 +407,7 @@ def record_activations(
     was_training = model.training
     model.eval()
     try:
-        with activation_hooks(sites, recorder), torch.inference_mode():
+        with activation_hooks(sites, recorder, sharded=True), torch.inference_mode():
             for k, group in enumerate(groups):
                 if done[group]["done"]:
                     continue
