@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import adapter  # noqa: E402
 import masks  # noqa: E402
 import recording  # noqa: E402
+import scoring  # noqa: E402
 
 TARGETS = {
     "record_over_backbone": "<= 1.05 CPU, <= 1.02 GPU",
@@ -31,6 +32,7 @@ TARGETS = {
     "masked_step_over_plain": "<= 1.05",
     "merge_time_lsn_1pct_over_lora": "<= 1",
     "merge_time_lsn_10pct_over_lora": "<= 1",
+    "nll_peak_growth_mib_vocab128k_4x1024": "< 700 MiB",
 }
 
 
@@ -51,6 +53,7 @@ def main() -> None:
     else:
         rows += [("adapter", k, v) for k, v in adapter.measure(device=device).items()]
     rows += [("masks", k, v) for k, v in masks.measure(device=device).items()]
+    rows += [("nll", k, v) for k, v in scoring.measure(device=device).items()]
     width = max(len(r[1]) for r in rows)
     print(f"{'benchmark':<11}{'measure':<{width + 2}}{'value':>12}  target")
     for bench, key, value in rows:

@@ -146,7 +146,7 @@ def test_recording_hooks_do_not_change_the_model_output():
     with torch.no_grad():
         expected = model(**batch).logits
     sites = find_neuron_sites(model)
-    recorder = _Recorder(_Accumulators.create(sites, 1, record_sums=True, quantile=0.5), quantile=0.5)
+    recorder = _Recorder(sites, _Accumulators.create(sites, 1, record_sums=True, quantile=0.5), quantile=0.5)
     from lsn.corpora import Batch
 
     recorder.set_batch(Batch(batch, {"decoder": batch["attention_mask"].bool()}))

@@ -15,6 +15,7 @@ from .models import (  # noqa: E402
 )
 from .neuron_set import NeuronSet  # noqa: E402
 from .recording import record_activations  # noqa: E402
+from .scoring import token_nll  # noqa: E402
 from .selection import random_neurons, select_by_probability, select_lape, select_specialized  # noqa: E402
 from .stats import ActivationStats  # noqa: E402
 from .trainer import NeuronTrainer  # noqa: E402
@@ -43,4 +44,5 @@ __all__ = [
     "select_lape",
     "select_specialized",
     "to_lora",
+    "token_nll",
 ]

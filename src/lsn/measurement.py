@@ -22,6 +22,7 @@ from .corpora import Batch, CorpusSpec, iter_batches, open_corpus
 from .intervention import intervene
 from .models import first_device, unwrap_model
 from .neuron_set import NeuronSet
+from .scoring import token_nll
 from .selection import random_neurons
 
 __all__ = ["NLLMatrix", "evaluation_batches", "mean_token_nll", "nll_matrix"]
@@ -52,12 +53,9 @@ def mean_token_nll(model: nn.Module, batches: Iterable[Batch], *, desc: str | No
         for batch in tqdm(list(batches), desc=desc, disable=desc is None, leave=False):
             ids = batch.inputs["input_ids"].to(device)
             mask = batch.inputs["attention_mask"].to(device)
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]
-            targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-            total += torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum", ignore_index=-100
-            ).item()
-            count += int((targets != -100).sum())
+            nll = token_nll(model, ids, mask)  # chunked over positions: no [batch, seq, vocab] float32 logits
+            total += float(nll.double().sum())
+            count += int(mask[:, 1:].sum())
     if count == 0:
         raise ValueError("No tokens to predict: every evaluation sequence is a single token.")
     return total / count, count

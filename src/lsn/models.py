@@ -31,11 +31,13 @@ __all__ = [
     "find_neuron_sites",
     "first_device",
     "is_conv1d",
+    "is_dtensor",
     "linear_features",
     "model_shape",
     "register_mlp_family",
     "registered_families",
     "resolve_neurons",
+    "tensor_parallel_range",
     "unwrap_model",
 ]
 
@@ -172,7 +174,61 @@ class NeuronSite:
 
     @property
     def num_neurons(self) -> int:
+        """The layer's full width (under tensor parallelism, of all ranks together)."""
         return linear_features(self.input_modules[0])[1] // self.family.fused_inputs
+
+    @property
+    def neuron_range(self) -> tuple[int, int]:
+        """`[start, stop)`: the global neuron indices whose activations this process computes.
+
+        The whole layer, unless the input matrix is a DTensor sharded along its output channels
+        (transformers' `tp_plan`, `colwise`: `Shard(0)`), when it is this rank's contiguous shard.
+        """
+        return tensor_parallel_range(self)
+
+    @property
+    def local_neurons(self) -> int:
+        start, stop = self.neuron_range
+        return stop - start
+
+
+def tensor_parallel_range(site: NeuronSite) -> tuple[int, int]:
+    """`site.neuron_range` from the DTensor placements of the site's input matrix; clear errors otherwise."""
+    weight = base_layer(site.input_modules[0]).weight
+    width = site.num_neurons
+    if not is_dtensor(weight):
+        return 0, width
+    from torch.distributed.tensor import Replicate, Shard
+
+    sharded = [(dim, p) for dim, p in enumerate(weight.placements) if not isinstance(p, Replicate)]
+    if not sharded:
+        return 0, width
+    rows = 1 if is_conv1d(base_layer(site.input_modules[0])) else 0  # the weight dimension of the neurons
+    if len(sharded) > 1 or not isinstance(sharded[0][1], Shard) or sharded[0][1].dim != rows:
+        raise UnsupportedModelError(
+            f"`{site.path}`: its input matrix is sharded as {tuple(weight.placements)}; lsn supports tensor "
+            f"parallelism that splits the neurons (`Shard({rows})` on one mesh dimension, transformers' "
+            "`colwise` plan for gate/up and `rowwise` for down). Use `tp_plan='auto'` or shard only the FFN that way."
+        )
+    if site.family.fused_inputs != 1:
+        raise UnsupportedModelError(
+            f"`{site.path}`: a fused input matrix ({site.family.name}) under tensor parallelism mixes gate and up "
+            "channels in each shard; lsn cannot map them to neurons. Load this model without `tp_plan`."
+        )
+    mesh_dim = sharded[0][0]
+    parts = weight.device_mesh.size(mesh_dim)
+    coordinate = weight.device_mesh.get_coordinate()[mesh_dim]
+    step = -(-width // parts)  # torch.chunk's split: ceil(width / parts), the last shard smaller
+    start = min(width, coordinate * step)
+    return start, min(width, start + step)
+
+
+def is_dtensor(tensor: torch.Tensor) -> bool:
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .corpora import Batch, CorpusSpec, describe_corpus, iter_batches, open_corpus
 from .hooks import activation_hooks
-from .models import NeuronSite, find_neuron_sites, first_device, model_shape, unwrap_model
+from .models import NeuronSite, base_layer, find_neuron_sites, first_device, is_dtensor, model_shape, unwrap_model
 from .stats import ActivationStats, atomic_save_file
 
 logger = logging.getLogger(__name__)
@@ -79,13 +79,34 @@ class _Accumulators:
                 torch.distributed.all_reduce(t)
 
 
-class _Recorder:
-    """The hook state: which group is being recorded and which positions are real tokens."""
+QUANTILE_CHUNK_BYTES = 2**28  # float32 pre-activations per neuron chunk of the quantile estimate (256 MiB)
 
-    def __init__(self, acc: _Accumulators, quantile: float | None, thresholds: list[torch.Tensor] | None = None):
+
+class NonFiniteActivationError(FloatingPointError):
+    """A NaN or inf neuron activation during recording: counts from it would be corrupt."""
+
+
+class _Recorder:
+    """The hook state: which group is being recorded and which positions are real tokens.
+
+    Each site writes the slice `site.neuron_range` of its full-width counters (the whole layer,
+    or this rank's shard under tensor parallelism). Finiteness of every activation is folded
+    into one flag per site on its device, read only by `check_finite` (no per-batch host sync).
+    """
+
+    def __init__(
+        self,
+        sites: list[NeuronSite],
+        acc: _Accumulators,
+        quantile: float | None,
+        thresholds: list[torch.Tensor] | None = None,
+    ):
+        self.sites = sites
         self.acc = acc
         self.quantile = quantile
-        self.thresholds = thresholds
+        self.ranges = [slice(*s.neuron_range) for s in sites]
+        self.thresholds = None if thresholds is None else [t[r] for t, r in zip(thresholds, self.ranges, strict=True)]
+        self.finite = [torch.ones((), dtype=torch.bool, device=s.device) for s in sites]
         self.group = 0
         self.masks: dict[str, torch.Tensor] = {}
         self.padded: dict[str, bool] = {}
@@ -106,28 +127,40 @@ class _Recorder:
             self._cache[key] = self.masks[side].to(device=device, dtype=dtype, non_blocking=True)
         return self._cache[key]
 
+    def check_finite(self) -> None:
+        """Raise `NonFiniteActivationError` naming every layer that produced a NaN or inf so far."""
+        bad = [s for s, ok in zip(self.sites, self.finite, strict=True) if not bool(ok)]
+        if bad:
+            raise NonFiniteActivationError(
+                f"NaN or inf activations in {len(bad)} FFN layer(s), first `{bad[0].path}.{bad[0].family.activation}` "
+                f"(layer {bad[0].index}); counts from them would be corrupt, so none are returned. Check the "
+                "model's dtype (float16 overflows in some models: use bfloat16 or float32) and its weights."
+            )
+
     def __call__(self, site: NeuronSite, pre: torch.Tensor, act: torch.Tensor) -> None:
         # Must return None: a forward hook's return value would replace the activation.
-        act = act.reshape(-1, act.shape[-1])  # [tokens, neurons]
+        act = act.reshape(-1, act.shape[-1])  # [tokens, local neurons]
         padded = self.padded[site.side]
+        cols = self.ranges[site.index]
+        self.finite[site.index] &= torch.isfinite(act.sum(dtype=torch.float32))  # NaN and inf propagate
         if act.dtype in (torch.float32, torch.float64):
             # A masked sum over tokens is a matrix-vector product: one BLAS call, exact for
             # 0/1 values below 2**24 tokens per batch.
             weights = self._mask(site.side, act.device, act.dtype)[None, :]  # [1, tokens]
             fired = torch.mm(weights, act.sign().clamp_(min=0))[0]
-            self.acc.counts[site.index][self.group] += fired.to(torch.int64)
+            self.acc.counts[site.index][self.group, cols] += fired.to(torch.int64)
             if self.acc.sums is not None:
-                self.acc.sums[site.index][self.group] += torch.mm(weights, act)[0]
+                self.acc.sums[site.index][self.group, cols] += torch.mm(weights, act)[0]
         else:  # half precision: a product would round counts, so reduce booleans
             fired = act > 0
             if padded:
                 fired &= self._mask(site.side, act.device)[:, None]
-            self.acc.counts[site.index][self.group] += fired.sum(0)
+            self.acc.counts[site.index][self.group, cols] += fired.sum(0)
             if self.acc.sums is not None:
                 values = act.float()
                 if padded:
                     values *= self._mask(site.side, act.device, values.dtype)[:, None]
-                self.acc.sums[site.index][self.group] += values.sum(0)
+                self.acc.sums[site.index][self.group, cols] += values.sum(0)
         if self.quantile is not None or self.thresholds is not None:
             mask = self._mask(site.side, act.device) if padded else None
             pre = pre.reshape(-1, pre.shape[-1])
@@ -135,23 +168,31 @@ class _Recorder:
                 above = pre > self.thresholds[site.index]
                 if mask is not None:
                     above &= mask[:, None]
-                self.acc.above_threshold[site.index][self.group] += above.sum(0)
+                self.acc.above_threshold[site.index][self.group, cols] += above.sum(0)
             if self.quantile is not None:
-                self._quantile(site, pre.float(), mask)
+                self._quantile(site, pre, mask, cols)
 
-    def _quantile(self, site: NeuronSite, pre: torch.Tensor, mask: torch.Tensor | None) -> None:
+    def _quantile(self, site: NeuronSite, pre: torch.Tensor, mask: torch.Tensor | None, cols: slice) -> None:
+        """Per-neuron k-th value over the batch's real tokens, in chunks of neurons so that the float32
+        copy stays under `QUANTILE_CHUNK_BYTES` (14336 neurons x 32k tokens would be 1.9 GB at once)."""
         n = self.real[site.side]
         if n == 0:
             return
-        if mask is not None:
-            pre = pre.masked_fill(~mask[:, None], math.inf)  # padding sorts last
         k = min(n, max(1, math.ceil(self.quantile * n)))
-        q = pre.kthvalue(k, dim=0).values  # [neurons]
-        above = pre > q
-        if mask is not None:
-            above &= mask[:, None]
-        self.acc.quantile_sums[site.index][self.group] += q
-        self.acc.above_quantile[site.index][self.group] += above.sum(0)
+        step = max(1, QUANTILE_CHUNK_BYTES // (4 * pre.shape[0]))
+        for start in range(0, pre.shape[1], step):
+            part = pre[:, start : start + step].float()  # [tokens, chunk]
+            if mask is not None:
+                part = part.masked_fill(
+                    ~mask[:, None], math.inf
+                )  # padding sorts last (out of place: `pre` is the model's)
+            q = part.kthvalue(k, dim=0).values  # [chunk]
+            above = part > q
+            if mask is not None:
+                above &= mask[:, None]
+            out = slice(cols.start + start, cols.start + start + q.shape[0])
+            self.acc.quantile_sums[site.index][self.group, out] += q
+            self.acc.above_quantile[site.index][self.group, out] += above.sum(0)
 
 
 def _digest(tensor: torch.Tensor | None) -> str | None:
@@ -171,6 +212,31 @@ def _distributed() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def _tensor_parallel(sites: list[NeuronSite], rank: int, world_size: int) -> tuple[int, int, int]:
+    """(data-parallel rank, data-parallel size, tensor-parallel size) of this process.
+
+    Ranks of one tensor-parallel group see the same batches and each counts its own neurons; the
+    data is sharded over the groups. The group is the mesh of the sites' sharded weights.
+    """
+    weights = [base_layer(s.input_modules[0]).weight for s in sites]
+    meshes = {id(w.device_mesh): w for w in weights if is_dtensor(w) and any(p.is_shard() for p in w.placements)}
+    if not meshes:
+        return rank, world_size, 1
+    if len(meshes) > 1:
+        raise ValueError("The FFN layers are sharded over different device meshes; lsn needs one tensor-parallel mesh.")
+    weight = next(iter(meshes.values()))
+    mesh_dim = next(d for d, p in enumerate(weight.placements) if p.is_shard())
+    group = weight.device_mesh.get_group(mesh_dim)
+    members = torch.distributed.get_process_group_ranks(group)
+    leaders: list[int] = [0] * world_size
+    torch.distributed.all_gather_object(leaders, min(members))
+    groups = sorted(set(leaders))
+    tp_size = len(members)
+    if tp_size * len(groups) != world_size:
+        raise ValueError(f"Tensor-parallel groups of {tp_size} ranks do not tile the world of {world_size} processes.")
+    return groups.index(min(members)), len(groups), tp_size
 
 
 def _forward_fn(model: torch.nn.Module):
@@ -290,7 +356,7 @@ def record_activations(
     if seq_len < 1 or batch_size < 1:
         raise ValueError(f"`seq_len` and `batch_size` must be positive, got {seq_len} and {batch_size}.")
     sites = find_neuron_sites(model)
-    shape = model_shape(model)
+    shape = model_shape(model, sites)
     if threshold is not None:
         expected = (shape["num_layers"], shape["num_neurons"])
         if tuple(threshold.shape) != expected:
@@ -304,6 +370,7 @@ def record_activations(
     groups = list(corpora)
     opened = {g: open_corpus(g, src, text_column) for g, src in corpora.items()}
     rank, world_size = _distributed()
+    data_rank, data_size, tp_size = _tensor_parallel(sites, rank, world_size) if world_size > 1 else (0, 1, 1)
     device = first_device(model)
 
     acc = _Accumulators.create(sites, len(groups), record_sums, quantile, threshold is not None)
@@ -335,12 +402,12 @@ def record_activations(
     thresholds = None
     if threshold is not None:
         thresholds = [threshold[s.index].to(s.device) for s in sites]
-    recorder = _Recorder(acc, quantile, thresholds)
+    recorder = _Recorder(sites, acc, quantile, thresholds)
     forward = _forward_fn(model)
     was_training = model.training
     model.eval()
     try:
-        with activation_hooks(sites, recorder), torch.inference_mode():
+        with activation_hooks(sites, recorder, sharded=True), torch.inference_mode():
             for k, group in enumerate(groups):
                 if done[group]["done"]:
                     continue
@@ -352,8 +419,8 @@ def record_activations(
                     batch_size=batch_size,
                     max_tokens=max_tokens,
                     encoder_decoder=encoder_decoder,
-                    rank=rank,
-                    world_size=world_size,
+                    rank=data_rank,  # ranks of one tensor-parallel group read the same batches
+                    world_size=data_size,
                     skip_batches=done[group]["batches"],
                 )
                 bar = tqdm(desc=f"record {group}", unit="tok", unit_scale=True, disable=not progress or rank != 0)
@@ -366,7 +433,9 @@ def record_activations(
                         done[group]["batches"] += 1
                         bar.update(recorder.real["decoder"])
                         if ckpt is not None and done[group]["batches"] % checkpoint_every == 0:
+                            recorder.check_finite()  # never save corrupt counters
                             ckpt.save(acc, tokens, done)
+                recorder.check_finite()
                 done[group]["done"] = True
                 if ckpt is not None:
                     ckpt.save(acc, tokens, done)
@@ -379,8 +448,10 @@ def record_activations(
         reduced = [tokens[s].to(device) for s in sides] + [batches.to(device)]
         for t in reduced:
             torch.distributed.all_reduce(t)
-        tokens = {s: reduced[i].cpu() for i, s in enumerate(sides)}
-        batches = reduced[-1].cpu()
+        # counters: disjoint neuron slices over a tensor-parallel group, disjoint data over the groups, so a
+        # sum over all ranks is exact; tokens and batches were seen by every rank of a group alike.
+        tokens = {s: reduced[i].cpu() // tp_size for i, s in enumerate(sides)}
+        batches = reduced[-1].cpu() // tp_size
 
     missing = [g for k, g in enumerate(groups) if int(tokens["decoder"][k]) == 0]
     if missing:
@@ -401,5 +472,5 @@ def record_activations(
         threshold=threshold,
         above_threshold=stacked.get("above_threshold"),
         encoder_tokens=tokens.get("encoder"),
-        metadata=metadata | {"world_size": world_size, "record_sums": record_sums},
+        metadata=metadata | {"world_size": world_size, "tensor_parallel": tp_size, "record_sums": record_sums},
     )

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..metrics import accuracy, qa_scores
 from ..models import first_device
+from ..scoring import token_nll
 from .data import NLI_LABELS, nli_prompt, prompt_features, qa_prompt
 
 __all__ = ["evaluate_nli_classification", "evaluate_nli_prompt", "evaluate_qa", "results_table"]
@@ -61,10 +62,8 @@ def evaluate_nli_prompt(
             ids = _pad([f["input_ids"] for f in feats], tokenizer.pad_token_id).to(device)
             mask = _pad([f["attention_mask"] for f in feats], 0).to(device)
             labels = _pad([f["labels"] for f in feats], -100).to(device)
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
-            target = labels[:, 1:]
-            picked = logp.gather(-1, target.clamp_min(0)[..., None])[..., 0] * (target != -100)
-            scores = picked.sum(-1).reshape(-1, len(NLI_LABELS))
+            # log-likelihood of the label word, the LM head applied in chunks (bounded memory at any vocabulary)
+            scores = -token_nll(model, ids, mask, labels).sum(-1).reshape(-1, len(NLI_LABELS))
             predictions += scores.argmax(-1).tolist()
     return {"accuracy": accuracy(predictions, ds["label"])}
 
