@@ -1,4 +1,4 @@
-"""The `lsn` command: `record`, `select`, `show`, `nll-matrix`, `generate`.
+"""The `lsn` command: `record`, `select`, `show`, `nll-matrix`, `generate`, `import-reference`.
 
     lsn record --model meta-llama/Llama-3.1-8B --corpus en=wikimedia/wikipedia:20231101.en \\
         --corpus fr=wikimedia/wikipedia:20231101.fr --max-tokens 100000000 --output stats.safetensors
@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("path", help="a neuron set (.json, directory or hub id) or statistics (.safetensors)")
     show.add_argument("--plots", default=None, help="directory for the PNG plots")
+    _add_import_reference_parser(commands)
     return parser
 
 
@@ -382,7 +383,75 @@ def _show(args: argparse.Namespace) -> None:
             print(f"wrote {path}")
 
 
-_COMMANDS = {"record": _record, "select": _select, "nll-matrix": _nll_matrix, "generate": _generate, "show": _show}
+# ---------------------------------------------------------------------- import-reference
+
+
+def _add_import_reference_parser(commands) -> None:
+    imp = commands.add_parser(
+        "import-reference",
+        help="read the files released by Tang et al. (neurons or recordings)",
+        description="Convert a Tang et al. neuron file (List[List[LongTensor]]) into an lsn neuron set, or their "
+        "recording files (dicts of n and over_zero) into lsn statistics. Read with torch.load(weights_only=True).",
+    )
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--neurons", default=None, metavar="FILE", help="a *.neuron.pth file")
+    source.add_argument(
+        "--activation",
+        action="append",
+        type=_corpus_arg,
+        metavar="GROUP=FILE",
+        help="a recording file activation.{lang}.train.{model}; repeat per language",
+    )
+    imp.add_argument(
+        "--groups",
+        default=None,
+        help="neurons: comma-separated languages in file order (default for 7 or 6: en,zh,fr,es,vi,id[,ja])",
+    )
+    imp.add_argument("--num-neurons", type=int, default=None, help="neurons: the FFN width (e.g. 11008)")
+    imp.add_argument("--model", default=None, help="neurons: a model (hub id or path) to take the width from")
+    imp.add_argument(
+        "--output",
+        required=True,
+        help="neurons: a .json file or a directory; activations: a .safetensors file",
+    )
+
+
+def _import_reference(args: argparse.Namespace) -> None:
+    from .neuron_set import NeuronSet
+    from .stats import ActivationStats
+
+    if args.activation:
+        paths = dict(args.activation)
+        if len(paths) != len(args.activation):
+            raise ValueError("A language is given twice in --activation.")
+        stats = ActivationStats.from_reference(paths)
+        stats.save(args.output)
+        print(stats.summary())
+        print(f"wrote {args.output}")
+        return
+    model = None
+    if args.model:  # only the shape is needed: build the model on the meta device, no weights
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model))
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
+    neurons = NeuronSet.from_reference(args.neurons, groups=groups, num_neurons=args.num_neurons, model=model)
+    if args.model:
+        neurons.model["model_name"] = args.model
+    _write(neurons, args.output)
+    print(neurons.summary())
+
+
+_COMMANDS = {
+    "record": _record,
+    "select": _select,
+    "nll-matrix": _nll_matrix,
+    "generate": _generate,
+    "show": _show,
+    "import-reference": _import_reference,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

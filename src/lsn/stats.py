@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,6 +284,14 @@ class ActivationStats:
                 f"`{path}` is not a readable safetensors file ({err}); re-create it with `lsn record`."
             ) from err
         return cls.from_state(tensors, header, source=path)
+
+    @classmethod
+    def from_reference(cls, paths: Mapping[str, str | os.PathLike], *, metadata: dict | None = None) -> ActivationStats:
+        """Counts from Tang et al.'s recording files (`{language: path}`, each a dict of `n` and
+        `over_zero`), read with `torch.load(..., weights_only=True)` only. See `lsn.reference`."""
+        from .reference import load_reference_activations
+
+        return load_reference_activations(paths, metadata=metadata)
 
     def summary(self) -> str:
         """A short table: tokens and mean firing rate per group."""
