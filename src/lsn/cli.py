@@ -86,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also count tokens above each neuron's quantile pooled over all groups of STATS "
         "(a first pass of this model recorded with --quantile); select with --above threshold",
     )
+    rec.add_argument(
+        "--per-group-threshold",
+        action="store_true",
+        help="with --threshold-from: count each group against its own quantile in STATS (Mondal et al.'s "
+        "second pass); select with --score faithful",
+    )
+    rec.add_argument(
+        "--quantile-method",
+        default="linear",
+        choices=["linear", "nearest"],
+        help="per-batch quantile: linear interpolation as torch.quantile, or nearest rank (default: linear)",
+    )
     rec.add_argument("--checkpoint", default=None, help="directory for resumable progress")
     rec.add_argument("--checkpoint-every", type=int, default=100, help="batches between saves (default: 100)")
     rec.add_argument("--output", required=True, help="where to write the statistics (.safetensors)")
@@ -117,10 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sel.add_argument(
         "--above",
-        default="zero",
+        default=None,
         choices=["zero", "threshold"],
-        help="probability: the event scored, pre-activation > 0 (fires) or > the threshold "
-        "recorded with --threshold-from (default: zero)",
+        help="probability, margin/contrast: the event scored, pre-activation > 0 (fires) or > the threshold "
+        "recorded with --threshold-from (default: zero); faithful always scores the per-group threshold",
     )
     sel.add_argument("--top-k", type=int, default=None, help="probability: neurons per group")
     sel.add_argument(
@@ -238,9 +250,14 @@ def _record(args: argparse.Namespace) -> None:
     from .stats import ActivationStats
 
     threshold = None
+    if args.per_group_threshold and not args.threshold_from:
+        raise ValueError("--per-group-threshold needs --threshold-from STATS (a first pass recorded with --quantile).")
     if args.threshold_from:  # before the model loads: a bad first pass fails at once
         first_pass = ActivationStats.load(args.threshold_from)
-        threshold = first_pass.pooled_quantile()
+        if args.per_group_threshold:  # each group its own, matched by name
+            threshold = first_pass.select_groups([g for g, _ in args.corpus]).group_quantiles()
+        else:
+            threshold = first_pass.pooled_quantile()
     state = PartialState(cpu=not torch.cuda.is_available())
     model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.dtype, device=state.device)
     corpora = {}
@@ -258,12 +275,14 @@ def _record(args: argparse.Namespace) -> None:
         record_sums=args.record_sums,
         quantile=args.quantile,
         threshold=threshold,
+        quantile_method=args.quantile_method,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
     )
     stats.metadata["corpora"] = dict(args.corpus)
     if threshold is not None:
-        stats.metadata["threshold"] = {"pooled_quantile": first_pass.quantile, "from": args.threshold_from}
+        kind = "group_quantile" if args.per_group_threshold else "pooled_quantile"
+        stats.metadata["threshold"] = {kind: first_pass.quantile, "from": args.threshold_from}
     if state.is_main_process:
         stats.save(args.output)
         print(stats.summary())

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors import SafetensorError
@@ -32,7 +33,9 @@ from .stats import ActivationStats, atomic_save_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["record_activations"]
+__all__ = ["QuantileMethod", "record_activations"]
+
+QuantileMethod = Literal["linear", "nearest"]
 
 
 @dataclass
@@ -82,9 +85,16 @@ class _Accumulators:
 class _Recorder:
     """The hook state: which group is being recorded and which positions are real tokens."""
 
-    def __init__(self, acc: _Accumulators, quantile: float | None, thresholds: list[torch.Tensor] | None = None):
+    def __init__(
+        self,
+        acc: _Accumulators,
+        quantile: float | None,
+        thresholds: list[torch.Tensor] | None = None,
+        quantile_method: QuantileMethod = "linear",
+    ):
         self.acc = acc
         self.quantile = quantile
+        self.quantile_method = quantile_method
         self.thresholds = thresholds
         self.group = 0
         self.masks: dict[str, torch.Tensor] = {}
@@ -132,7 +142,8 @@ class _Recorder:
             mask = self._mask(site.side, act.device) if padded else None
             pre = pre.reshape(-1, pre.shape[-1])
             if self.thresholds is not None:
-                above = pre > self.thresholds[site.index]
+                bar = self.thresholds[site.index]  # [neurons] or [neurons, groups]: each group its own
+                above = pre > (bar[:, self.group] if bar.ndim == 2 else bar)
                 if mask is not None:
                     above &= mask[:, None]
                 self.acc.above_threshold[site.index][self.group] += above.sum(0)
@@ -145,8 +156,15 @@ class _Recorder:
             return
         if mask is not None:
             pre = pre.masked_fill(~mask[:, None], math.inf)  # padding sorts last
-        k = min(n, max(1, math.ceil(self.quantile * n)))
-        q = pre.kthvalue(k, dim=0).values  # [neurons]
+        if self.quantile_method == "nearest":
+            k = min(n, max(1, math.ceil(self.quantile * n)))
+            q = pre.kthvalue(k, dim=0).values  # [neurons]
+        else:  # as torch.quantile(interpolation="linear"): between ranks floor/ceil of q * (n - 1)
+            rank = self.quantile * (n - 1)
+            below, above_rank = math.floor(rank), math.ceil(rank)
+            low = pre.kthvalue(below + 1, dim=0).values
+            high = low if above_rank == below else pre.kthvalue(above_rank + 1, dim=0).values
+            q = torch.lerp(low, high, rank - below)
         above = pre > q
         if mask is not None:
             above &= mask[:, None]
@@ -256,6 +274,7 @@ def record_activations(
     record_sums: bool = False,
     quantile: float | None = None,
     threshold: torch.Tensor | None = None,
+    quantile_method: QuantileMethod = "linear",
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = True,
@@ -271,11 +290,15 @@ def record_activations(
         tokenizer: needed for text groups, which are tokenized, concatenated and packed into
             `seq_len`-token windows (no padding), `max_tokens` per group at most.
         record_sums: also sum each neuron's activation (for mean-value interventions).
-        quantile: also estimate, per batch, this quantile of each neuron's pre-activation and
-            count tokens above it (the score of Mondal et al. 2025; e.g. `0.9`).
-        threshold: a fixed pre-activation threshold per neuron, shape `(layers, neurons)`;
-            also count, per group, the tokens above it. With `first_pass.pooled_quantile()`
-            this is the percentile pooled over all groups (a two-pass selection).
+        quantile: also estimate, per batch, this quantile of each neuron's pre-activation over the
+            batch's real tokens, averaged over batches per group (pass 1 of Mondal et al. 2025:
+            `0.9`; read with `stats.group_quantiles()` or `stats.pooled_quantile()`).
+        threshold: a fixed pre-activation threshold per neuron; also count, per group, the tokens
+            above it. Shape `(layers, neurons)`: one threshold for all groups (e.g.
+            `first.pooled_quantile()`); `(layers, neurons, groups)`: each group, in the order of
+            `corpora`, against its own (e.g. `first.group_quantiles()`: Mondal et al.'s pass 2).
+        quantile_method: `"linear"` interpolates between ranks exactly as `torch.quantile`
+            (the reference); `"nearest"` takes the `ceil(q * n)`-th smallest value.
         checkpoint: a directory; counters are saved there every `checkpoint_every` batches and
             a restart with the same arguments continues where the last save left off.
         progress: show a progress bar (tokens/s) per group on the main process.
@@ -287,16 +310,19 @@ def record_activations(
         raise ValueError("`corpora` is empty: give at least one group, e.g. `{'en': texts}`.")
     if quantile is not None and not 0 < quantile < 1:
         raise ValueError(f"`quantile` must lie in (0, 1), got {quantile}.")
+    if quantile_method not in ("linear", "nearest"):
+        raise ValueError(f"`quantile_method` must be 'linear' or 'nearest', got {quantile_method!r}.")
     if seq_len < 1 or batch_size < 1:
         raise ValueError(f"`seq_len` and `batch_size` must be positive, got {seq_len} and {batch_size}.")
     sites = find_neuron_sites(model)
     shape = model_shape(model)
     if threshold is not None:
         expected = (shape["num_layers"], shape["num_neurons"])
-        if tuple(threshold.shape) != expected:
+        if tuple(threshold.shape) not in (expected, (*expected, len(corpora))):
             raise ValueError(
                 f"`threshold` has shape {tuple(threshold.shape)} but the model has {expected[0]} layers x "
-                f"{expected[1]} neurons: compute it from statistics of this model."
+                f"{expected[1]} neurons and {len(corpora)} groups are recorded: give (layers, neurons) or "
+                "(layers, neurons, groups); compute it from statistics of this model."
             )
         threshold = threshold.detach().float().cpu()
     config = getattr(unwrap_model(model), "config", None)
@@ -325,6 +351,7 @@ def record_activations(
         "world_size": world_size,
         "record_sums": record_sums,
         "quantile": quantile,
+        "quantile_method": quantile_method,
         "threshold": _digest(threshold),
     }
     ckpt = _Checkpoint(checkpoint, rank, world_size, fingerprint) if checkpoint is not None else None
@@ -335,7 +362,7 @@ def record_activations(
     thresholds = None
     if threshold is not None:
         thresholds = [threshold[s.index].to(s.device) for s in sites]
-    recorder = _Recorder(acc, quantile, thresholds)
+    recorder = _Recorder(acc, quantile, thresholds, quantile_method)
     forward = _forward_fn(model)
     was_training = model.training
     model.eval()
@@ -401,5 +428,7 @@ def record_activations(
         threshold=threshold,
         above_threshold=stacked.get("above_threshold"),
         encoder_tokens=tokens.get("encoder"),
-        metadata=metadata | {"world_size": world_size, "record_sums": record_sums},
+        metadata=metadata
+        | {"world_size": world_size, "record_sums": record_sums}
+        | ({"quantile_method": quantile_method} if quantile is not None else {}),
     )
