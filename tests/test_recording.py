@@ -12,7 +12,7 @@ from lsn.models import find_neuron_sites
 from lsn.recording import _Accumulators, _Recorder
 
 
-def reference_stats(model, corpora, quantile=None, threshold=None):
+def reference_stats(model, corpora, quantile=None, threshold=None, quantile_method="linear"):
     """Counts, activation sums and per-batch quantile data from hooks on the INPUT matrices.
 
     A neuron fires when its pre-activation is > 0 (SiLU, GELU and ReLU keep the sign), padding
@@ -54,8 +54,11 @@ def reference_stats(model, corpora, quantile=None, threshold=None):
                     counts[s.index, :, k] += (pre > 0).sum(0)
                     sums[s.index, :, k] += act.double().sum(0)
                     if quantile is not None:
-                        ordered = pre.sort(0).values
-                        q = ordered[max(1, math.ceil(quantile * len(pre))) - 1]
+                        if quantile_method == "linear":
+                            q = torch.quantile(pre, quantile, dim=0, interpolation="linear")
+                        else:
+                            ordered = pre.sort(0).values
+                            q = ordered[max(1, math.ceil(quantile * len(pre))) - 1]
                         qsum[s.index, :, k] += q
                         above[s.index, :, k] += (pre > q).sum(0)
                     if threshold is not None:
@@ -82,6 +85,20 @@ def test_counts_equal_independent_computation_on_padded_batches(family):
     batches = torch.tensor([3, 2, 2])
     torch.testing.assert_close(stats.quantile_means, qsum / batches.double(), rtol=1e-6, atol=1e-6)
     assert stats.metadata["architecture"] == type(model).__name__
+
+
+@pytest.mark.parametrize("quantile", [0.9, 0.5, 0.37])
+def test_nearest_rank_quantile_option(quantile):
+    model = make_tiny_model("llama")
+    corpora = {"en": padded_batches(3, seed=1), "fr": padded_batches(2, seed=2)}
+    stats = lsn.record_activations(model, corpora, quantile=quantile, quantile_method="nearest", progress=False)
+    *_, qsum, above = reference_stats(model, corpora, quantile=quantile, quantile_method="nearest")
+    torch.testing.assert_close(stats.quantile_means, qsum / torch.tensor([3.0, 2.0]).double(), rtol=1e-6, atol=1e-6)
+    assert torch.equal(stats.above_quantile, above)
+    assert stats.metadata["quantile_method"] == "nearest"
+    linear = lsn.record_activations(model, corpora, quantile=quantile, progress=False)
+    assert linear.metadata["quantile_method"] == "linear"
+    assert not torch.allclose(linear.quantile_means, stats.quantile_means)  # the two rules differ here
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "m2m100"])
@@ -112,6 +129,10 @@ def test_threshold_of_another_model_shape_raises():
     model = make_tiny_model("llama")
     with pytest.raises(ValueError, match="compute it from statistics of this model"):
         lsn.record_activations(model, {"en": padded_batches(1, seed=1)}, threshold=torch.zeros(3, 7), progress=False)
+    with pytest.raises(ValueError, match="1 groups are recorded"):  # per-group: one threshold per recorded group
+        lsn.record_activations(
+            model, {"en": padded_batches(1, seed=1)}, threshold=torch.zeros(2, 64, 2), progress=False
+        )
 
 
 @pytest.mark.parametrize("family", ["m2m100", "marian"])

@@ -269,22 +269,24 @@ def test_probability_default_budget():
     assert as_lists(ns) == probability_reference(counts, tokens, "margin", 6)
 
 
-def test_probability_faithful_uses_above_quantile():
+def test_probability_faithful_scores_the_per_group_threshold_counts():
     counts, tokens, _ = planted_counts(3, 80, 4, seed=8)
     rng = np.random.default_rng(9)
     above = np.floor(rng.random(counts.shape) * 0.2 * tokens).astype(np.int64)
     stats = make_stats(
         counts,
         tokens,
-        quantile=0.9,
-        above_quantile=torch.as_tensor(above),
-        quantile_means=torch.zeros(counts.shape, dtype=torch.float64),
-        quantile_batches=torch.ones(4, dtype=torch.long),
+        threshold=torch.randn(3, 80, 4),  # each group its own (pass 2 of Mondal et al.)
+        above_threshold=torch.as_tensor(above),
+        metadata={"threshold": {"group_quantile": 0.9}},
     )
     ns = select_by_probability(stats, score="faithful", top_k=7)
     assert as_lists(ns) == probability_reference(counts, tokens, "faithful", 7, above=above)
     assert ns.counts_per_layer().sum(1).tolist() == [7] * 4
-    assert ns.parameters["quantile"] == 0.9
+    assert ns.parameters["threshold"] == {"group_quantile": 0.9}
+    one_pass = make_stats(counts, tokens, quantile=0.9, above_quantile=torch.as_tensor(above))
+    with pytest.raises(ValueError, match="second pass"):  # counting against the same batch's quantile is not it
+        select_by_probability(one_pass, score="faithful", top_k=7)
 
 
 @pytest.mark.parametrize("score", ["margin", "contrast"])

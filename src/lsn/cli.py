@@ -1,4 +1,4 @@
-"""The `lsn` command: `record`, `select`, `show`, `nll-matrix`, `generate`.
+"""The `lsn` command: `record`, `select`, `show`, `nll-matrix`, `generate`, `import-reference`.
 
     lsn record --model meta-llama/Llama-3.1-8B --corpus en=wikimedia/wikipedia:20231101.en \\
         --corpus fr=wikimedia/wikipedia:20231101.fr --max-tokens 100000000 --output stats.safetensors
@@ -59,9 +59,11 @@ def _option_type(fn, name: str):
     import typing
 
     hint = typing.get_type_hints(fn).get(name, str)
+    candidates = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) else [hint]
     if typing.get_origin(hint) is typing.Literal:
-        return str, list(typing.get_args(hint))
-    candidates = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        candidates = [hint]
+    if literal := next((a for a in candidates if typing.get_origin(a) is typing.Literal), None):
+        return str, list(typing.get_args(literal))
     simple = next((a for a in candidates if a in (int, float, str, bool)), str)
     if simple is bool:
         return (lambda v: v.lower() in ("1", "true", "yes")), None
@@ -138,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATS",
         help="also count tokens above each neuron's quantile pooled over all groups of STATS "
         "(a first pass of this model recorded with --quantile); select with --above threshold",
+    )
+    rec.add_argument(
+        "--per-group-threshold",
+        action="store_true",
+        help="with --threshold-from: count each group against its own quantile in STATS (Mondal et al.'s "
+        "second pass); select with --score faithful",
+    )
+    rec.add_argument(
+        "--quantile-method",
+        default="linear",
+        choices=["linear", "nearest"],
+        help="per-batch quantile: linear interpolation as torch.quantile, or nearest rank (default: linear)",
     )
     rec.add_argument("--checkpoint", default=None, help="directory for resumable progress")
     rec.add_argument("--checkpoint-every", type=int, default=100, help="batches between saves (default: 100)")
@@ -236,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("path", help="a neuron set (.json, directory or hub id) or statistics (.safetensors)")
     show.add_argument("--plots", default=None, help="directory for the PNG plots")
+    _add_import_reference_parser(commands)
     return parser
 
 
@@ -256,9 +271,14 @@ def _record(args: argparse.Namespace) -> None:
     from .stats import ActivationStats
 
     threshold = None
+    if args.per_group_threshold and not args.threshold_from:
+        raise ValueError("--per-group-threshold needs --threshold-from STATS (a first pass recorded with --quantile).")
     if args.threshold_from:  # before the model loads: a bad first pass fails at once
         first_pass = ActivationStats.load(args.threshold_from)
-        threshold = first_pass.pooled_quantile()
+        if args.per_group_threshold:  # each group its own, matched by name
+            threshold = first_pass.select_groups([g for g, _ in args.corpus]).group_quantiles()
+        else:
+            threshold = first_pass.pooled_quantile()
     state = PartialState(cpu=not torch.cuda.is_available())
     model, tokenizer = _load(args, device=state.device)
     corpora = {}
@@ -276,12 +296,14 @@ def _record(args: argparse.Namespace) -> None:
         record_sums=args.record_sums,
         quantile=args.quantile,
         threshold=threshold,
+        quantile_method=args.quantile_method,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
     )
     stats.metadata["corpora"] = dict(args.corpus)
     if threshold is not None:
-        stats.metadata["threshold"] = {"pooled_quantile": first_pass.quantile, "from": args.threshold_from}
+        kind = "group_quantile" if args.per_group_threshold else "pooled_quantile"
+        stats.metadata["threshold"] = {kind: first_pass.quantile, "from": args.threshold_from}
     if state.is_main_process:
         stats.save(args.output)
         print(stats.summary())
@@ -409,7 +431,75 @@ def _show(args: argparse.Namespace) -> None:
             print(f"wrote {path}")
 
 
-_COMMANDS = {"record": _record, "select": _select, "nll-matrix": _nll_matrix, "generate": _generate, "show": _show}
+# ---------------------------------------------------------------------- import-reference
+
+
+def _add_import_reference_parser(commands) -> None:
+    imp = commands.add_parser(
+        "import-reference",
+        help="read the files released by Tang et al. (neurons or recordings)",
+        description="Convert a Tang et al. neuron file (List[List[LongTensor]]) into an lsn neuron set, or their "
+        "recording files (dicts of n and over_zero) into lsn statistics. Read with torch.load(weights_only=True).",
+    )
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--neurons", default=None, metavar="FILE", help="a *.neuron.pth file")
+    source.add_argument(
+        "--activation",
+        action="append",
+        type=_corpus_arg,
+        metavar="GROUP=FILE",
+        help="a recording file activation.{lang}.train.{model}; repeat per language",
+    )
+    imp.add_argument(
+        "--groups",
+        default=None,
+        help="neurons: comma-separated languages in file order (default for 7 or 6: en,zh,fr,es,vi,id[,ja])",
+    )
+    imp.add_argument("--num-neurons", type=int, default=None, help="neurons: the FFN width (e.g. 11008)")
+    imp.add_argument("--model", default=None, help="neurons: a model (hub id or path) to take the width from")
+    imp.add_argument(
+        "--output",
+        required=True,
+        help="neurons: a .json file or a directory; activations: a .safetensors file",
+    )
+
+
+def _import_reference(args: argparse.Namespace) -> None:
+    from .neuron_set import NeuronSet
+    from .stats import ActivationStats
+
+    if args.activation:
+        paths = dict(args.activation)
+        if len(paths) != len(args.activation):
+            raise ValueError("A language is given twice in --activation.")
+        stats = ActivationStats.from_reference(paths)
+        stats.save(args.output)
+        print(stats.summary())
+        print(f"wrote {args.output}")
+        return
+    model = None
+    if args.model:  # only the shape is needed: build the model on the meta device, no weights
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model))
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
+    neurons = NeuronSet.from_reference(args.neurons, groups=groups, num_neurons=args.num_neurons, model=model)
+    if args.model:
+        neurons.model["model_name"] = args.model
+    _write(neurons, args.output)
+    print(neurons.summary())
+
+
+_COMMANDS = {
+    "record": _record,
+    "select": _select,
+    "nll-matrix": _nll_matrix,
+    "generate": _generate,
+    "show": _show,
+    "import-reference": _import_reference,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -251,6 +251,31 @@ class NeuronSet:
             raise ValueError(f"`{path}` is not valid JSON ({err}); it may be truncated or corrupt.") from err
         return cls.from_dict(data, source=str(path))
 
+    # ------------------------------------------------------------------ reference files
+    @classmethod
+    def from_reference(
+        cls,
+        path: str | os.PathLike,
+        groups: Sequence[str] | None = None,
+        num_neurons: int | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> NeuronSet:
+        """Read a neuron file released by Tang et al. (`List[List[LongTensor]]`, language x layer).
+
+        Loaded with `torch.load(..., weights_only=True)` only. Group names default to en, zh, fr,
+        es, vi, id, ja (7 languages) or en, zh, fr, es, vi, id (6); other counts need `groups=`.
+        The width comes from `num_neurons` or `model`. See `lsn.reference`.
+        """
+        from .reference import load_reference_neurons
+
+        return load_reference_neurons(path, groups=groups, num_neurons=num_neurons, model=model)
+
+    def to_reference(self, path: str | os.PathLike) -> None:
+        """Write the reference format (`List[List[LongTensor]]` in group order; names and width are not kept)."""
+        from .reference import save_reference_neurons
+
+        save_reference_neurons(self, path)
+
     # ------------------------------------------------------------------ hub
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write `neurons.json` and a model card `README.md` into a directory."""

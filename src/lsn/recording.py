@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors import SafetensorError
@@ -32,7 +33,9 @@ from .stats import ActivationStats, atomic_save_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["record_activations"]
+QuantileMethod = Literal["linear", "nearest"]
+
+__all__ = ["QuantileMethod", "record_activations"]
 
 
 @dataclass
@@ -100,10 +103,12 @@ class _Recorder:
         acc: _Accumulators,
         quantile: float | None,
         thresholds: list[torch.Tensor] | None = None,
+        quantile_method: QuantileMethod = "linear",
     ):
         self.sites = sites
         self.acc = acc
         self.quantile = quantile
+        self.quantile_method = quantile_method
         self.ranges = [slice(*s.neuron_range) for s in sites]
         self.thresholds = None if thresholds is None else [t[r] for t, r in zip(thresholds, self.ranges, strict=True)]
         self.finite = [torch.ones((), dtype=torch.bool, device=s.device) for s in sites]
@@ -165,12 +170,24 @@ class _Recorder:
             mask = self._mask(site.side, act.device) if padded else None
             pre = pre.reshape(-1, pre.shape[-1])
             if self.thresholds is not None:
-                above = pre > self.thresholds[site.index]
+                bar = self.thresholds[site.index]  # [neurons] or [neurons, groups]: each group its own
+                above = pre > (bar[:, self.group] if bar.ndim == 2 else bar)
                 if mask is not None:
                     above &= mask[:, None]
                 self.acc.above_threshold[site.index][self.group, cols] += above.sum(0)
             if self.quantile is not None:
                 self._quantile(site, pre, mask, cols)
+
+    def _kth(self, part: torch.Tensor, n: int) -> torch.Tensor:
+        """The quantile over the first `n` sorted values of each column (padding sorts last as +inf)."""
+        if self.quantile_method == "nearest":
+            return part.kthvalue(min(n, max(1, math.ceil(self.quantile * n))), dim=0).values
+        # as torch.quantile(interpolation="linear"): between ranks floor and ceil of q * (n - 1)
+        rank = self.quantile * (n - 1)
+        below, above = math.floor(rank), math.ceil(rank)
+        low = part.kthvalue(below + 1, dim=0).values
+        high = low if above == below else part.kthvalue(above + 1, dim=0).values
+        return torch.lerp(low, high, rank - below)
 
     def _quantile(self, site: NeuronSite, pre: torch.Tensor, mask: torch.Tensor | None, cols: slice) -> None:
         """Per-neuron k-th value over the batch's real tokens, in chunks of neurons so that the float32
@@ -178,7 +195,6 @@ class _Recorder:
         n = self.real[site.side]
         if n == 0:
             return
-        k = min(n, max(1, math.ceil(self.quantile * n)))
         step = max(1, QUANTILE_CHUNK_BYTES // (4 * pre.shape[0]))
         for start in range(0, pre.shape[1], step):
             part = pre[:, start : start + step].float()  # [tokens, chunk]
@@ -186,7 +202,7 @@ class _Recorder:
                 part = part.masked_fill(
                     ~mask[:, None], math.inf
                 )  # padding sorts last (out of place: `pre` is the model's)
-            q = part.kthvalue(k, dim=0).values  # [chunk]
+            q = self._kth(part, n)  # [chunk]
             above = part > q
             if mask is not None:
                 above &= mask[:, None]
@@ -322,6 +338,7 @@ def record_activations(
     record_sums: bool = False,
     quantile: float | None = None,
     threshold: torch.Tensor | None = None,
+    quantile_method: QuantileMethod = "linear",
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = True,
@@ -337,11 +354,15 @@ def record_activations(
         tokenizer: needed for text groups, which are tokenized, concatenated and packed into
             `seq_len`-token windows (no padding), `max_tokens` per group at most.
         record_sums: also sum each neuron's activation (for mean-value interventions).
-        quantile: also estimate, per batch, this quantile of each neuron's pre-activation and
-            count tokens above it (the score of Mondal et al. 2025; e.g. `0.9`).
-        threshold: a fixed pre-activation threshold per neuron, shape `(layers, neurons)`;
-            also count, per group, the tokens above it. With `first_pass.pooled_quantile()`
-            this is the percentile pooled over all groups (a two-pass selection).
+        quantile: also estimate, per batch, this quantile of each neuron's pre-activation over the
+            batch's real tokens, averaged over batches per group (pass 1 of Mondal et al. 2025:
+            `0.9`; read with `stats.group_quantiles()` or `stats.pooled_quantile()`).
+        threshold: a fixed pre-activation threshold per neuron; also count, per group, the tokens
+            above it. Shape `(layers, neurons)`: one threshold for all groups (e.g.
+            `first.pooled_quantile()`); `(layers, neurons, groups)`: each group, in the order of
+            `corpora`, against its own (e.g. `first.group_quantiles()`: Mondal et al.'s pass 2).
+        quantile_method: `"linear"` interpolates between ranks exactly as `torch.quantile`
+            (the reference); `"nearest"` takes the `ceil(q * n)`-th smallest value.
         checkpoint: a directory; counters are saved there every `checkpoint_every` batches and
             a restart with the same arguments continues where the last save left off.
         progress: show a progress bar (tokens/s) per group on the main process.
@@ -353,16 +374,19 @@ def record_activations(
         raise ValueError("`corpora` is empty: give at least one group, e.g. `{'en': texts}`.")
     if quantile is not None and not 0 < quantile < 1:
         raise ValueError(f"`quantile` must lie in (0, 1), got {quantile}.")
+    if quantile_method not in ("linear", "nearest"):
+        raise ValueError(f"`quantile_method` must be 'linear' or 'nearest', got {quantile_method!r}.")
     if seq_len < 1 or batch_size < 1:
         raise ValueError(f"`seq_len` and `batch_size` must be positive, got {seq_len} and {batch_size}.")
     sites = find_neuron_sites(model)
     shape = model_shape(model, sites)
     if threshold is not None:
         expected = (shape["num_layers"], shape["num_neurons"])
-        if tuple(threshold.shape) != expected:
+        if tuple(threshold.shape) not in (expected, (*expected, len(corpora))):
             raise ValueError(
                 f"`threshold` has shape {tuple(threshold.shape)} but the model has {expected[0]} layers x "
-                f"{expected[1]} neurons: compute it from statistics of this model."
+                f"{expected[1]} neurons and {len(corpora)} groups are recorded: give (layers, neurons) or "
+                "(layers, neurons, groups); compute it from statistics of this model."
             )
         threshold = threshold.detach().float().cpu()
     config = getattr(unwrap_model(model), "config", None)
@@ -392,6 +416,7 @@ def record_activations(
         "world_size": world_size,
         "record_sums": record_sums,
         "quantile": quantile,
+        "quantile_method": quantile_method,
         "threshold": _digest(threshold),
     }
     ckpt = _Checkpoint(checkpoint, rank, world_size, fingerprint) if checkpoint is not None else None
@@ -402,7 +427,7 @@ def record_activations(
     thresholds = None
     if threshold is not None:
         thresholds = [threshold[s.index].to(s.device) for s in sites]
-    recorder = _Recorder(sites, acc, quantile, thresholds)
+    recorder = _Recorder(sites, acc, quantile, thresholds, quantile_method)
     forward = _forward_fn(model)
     was_training = model.training
     model.eval()
@@ -472,5 +497,7 @@ def record_activations(
         threshold=threshold,
         above_threshold=stacked.get("above_threshold"),
         encoder_tokens=tokens.get("encoder"),
-        metadata=metadata | {"world_size": world_size, "tensor_parallel": tp_size, "record_sums": record_sums},
+        metadata=metadata
+        | {"world_size": world_size, "tensor_parallel": tp_size, "record_sums": record_sums}
+        | ({"quantile_method": quantile_method} if quantile is not None else {}),
     )

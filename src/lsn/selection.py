@@ -180,7 +180,8 @@ def select_lape(
     "probability",
     "Activation-probability scores with a fixed budget per group (Mondal et al. 2025).",
     score="margin / contrast (pooled) or faithful (each group against its own percentile)",
-    above="the event scored: pre-activation > 0 (fires) or > the threshold recorded with --threshold-from",
+    above="margin / contrast: the event scored, pre-activation > 0 (fires, the default) or > the threshold recorded "
+    "with --threshold-from; faithful always scores the per-group threshold",
     top_k="neurons per group (default: rate x layers x neurons)",
     rate="neurons per group as a share of all neurons",
     min_score="pooled scores: keep only neurons scoring above this",
@@ -189,7 +190,7 @@ def select_by_probability(
     stats: ActivationStats,
     *,
     score: Literal["margin", "contrast", "faithful"] = "margin",
-    above: Literal["zero", "threshold"] = "zero",
+    above: Literal["zero", "threshold"] | None = None,
     top_k: int | None = None,
     rate: float = 0.00125,
     min_score: float = 0.0,
@@ -197,15 +198,17 @@ def select_by_probability(
     """Activation-probability thresholding: a score per neuron and group, a fixed budget per group.
 
     Scores (`p[k]` is the probability that the neuron's pre-activation exceeds a threshold on
-    group k: 0 with `above="zero"`, i.e. it fires, as LAPE; the per-neuron threshold given to
-    `record_activations` with `above="threshold"`, e.g. the percentile pooled over all groups):
+    group k: 0 with `above="zero"` (the default), i.e. it fires, as LAPE; the per-neuron
+    threshold given to `record_activations` with `above="threshold"`, e.g. the percentile
+    pooled over all groups):
     - `"margin"` (default, pooled): `p[k] - max_{j != k} p[j]`; high when the neuron fires
       on group k and on no other group.
     - `"contrast"` (pooled): `p[k] - mean_{j != k} p[j]`.
-    - `"faithful"`: Mondal et al. 2025, `P_k(h > P90_k)`, the share of group k's tokens whose
-      pre-activation `h` exceeds that neuron's per-batch quantile on group k (record with
-      `quantile=0.9`). Measured against its own percentile this is about `1 - q` by
-      construction, so it mostly ranks estimator noise; offered for reproduction.
+    - `"faithful"`: Mondal et al. 2025, two passes over different data: pass 1 records
+      `quantile=0.9`; pass 2 records `threshold=first.group_quantiles()` (each group against
+      its own `P90_k`); the score is pass 2's share of group k's tokens with `h > P90_k`.
+      It stays close to `1 - q` by construction (it ranks how a neuron's percentile differs
+      between the two samples), so it is weakly specific; offered for reproduction.
 
     Each group keeps its `top_k` best neurons (default `round(rate * layers * neurons)`,
     573 for Llama-3.1-8B) whose score exceeds `min_score` (pooled scores only).
@@ -215,18 +218,30 @@ def select_by_probability(
         raise ValueError(f"The per-group budget is {budget}; raise `rate` ({rate}) or pass `top_k`.")
     K = len(stats.groups)
     if score == "faithful":
-        if stats.above_quantile is None:
-            raise ValueError("`score='faithful'` needs quantile estimates: record with `quantile=0.9`.")
-        if above != "zero":
-            raise ValueError("`score='faithful'` compares each group with its own percentile; leave `above='zero'`.")
-        scores = stats.above_quantile.double() / stats.token_counts()[:, None, :].double()
+        if above is not None:
+            raise ValueError(
+                "`score='faithful'` always scores the tokens above each group's own threshold; leave `above` unset."
+            )
+        if not stats.per_group_threshold:
+            raise ValueError(
+                "`score='faithful'` scores a second pass counted against each group's own percentile: record "
+                "`first = record_activations(..., quantile=0.9)`, then "
+                "`record_activations(other_corpora, threshold=first.group_quantiles())` and select on that."
+            )
+        scores = stats.threshold_probabilities()
         floor = -torch.inf
     elif score in ("margin", "contrast"):
         if K < 2:
             raise ValueError(f"`score={score!r}` compares groups; these statistics hold only {stats.groups}.")
+        above = above or "zero"
         if above == "zero":
             p = stats.probabilities()
         elif above == "threshold":
+            if stats.per_group_threshold:
+                raise ValueError(
+                    f"`score={score!r}` compares groups against one shared threshold, but these counts use a "
+                    "threshold per group; record with `threshold=first.pooled_quantile()`, or use `score='faithful'`."
+                )
             p = stats.threshold_probabilities()
         else:
             raise ValueError(f"Unknown `above={above!r}`; choose 'zero' or 'threshold'.")
@@ -252,8 +267,7 @@ def select_by_probability(
         "above": None if faithful else above,
         "top_k": budget,
         "min_score": None if faithful else min_score,
-        "quantile": stats.quantile if faithful else None,
-        "threshold": stats.metadata.get("threshold") if above == "threshold" else None,
+        "threshold": stats.metadata.get("threshold") if (faithful or above == "threshold") else None,
     }
     return selected_neurons(stats, chosen, "probability", parameters)
 

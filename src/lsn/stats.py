@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,8 +55,9 @@ class ActivationStats:
         quantile_batches (`torch.LongTensor`, *optional*): batches averaged, per group.
         above_quantile (`torch.LongTensor`, *optional*): tokens whose pre-activation exceeded
             its batch's `q`-quantile, like `counts`.
-        threshold (`torch.FloatTensor` of shape `(layers, neurons)`, *optional*): a fixed
-            pre-activation threshold per neuron, given to `record_activations`.
+        threshold (`torch.FloatTensor` of shape `(layers, neurons)` or `(layers, neurons, groups)`,
+            *optional*): a fixed pre-activation threshold per neuron (one for all groups, or each
+            group its own), given to `record_activations`.
         above_threshold (`torch.LongTensor`, *optional*): tokens whose pre-activation exceeded
             `threshold`, like `counts`.
         encoder_tokens (`torch.LongTensor`, *optional*): real encoder tokens per group
@@ -96,9 +98,10 @@ class ActivationStats:
                 raise ValueError(f"`{name}` has shape {tuple(value.shape)}, expected {tuple(self.counts.shape)}.")
         if (self.threshold is None) != (self.above_threshold is None):
             raise ValueError("`threshold` and `above_threshold` go together: give both or neither.")
-        if self.threshold is not None and self.threshold.shape != self.counts.shape[:2]:
+        if self.threshold is not None and self.threshold.shape not in (self.counts.shape[:2], self.counts.shape):
             raise ValueError(
-                f"`threshold` has shape {tuple(self.threshold.shape)}, expected {tuple(self.counts.shape[:2])}."
+                f"`threshold` has shape {tuple(self.threshold.shape)}, expected {tuple(self.counts.shape[:2])} "
+                f"or {tuple(self.counts.shape)}."
             )
         empty = [g for g, n in zip(self.groups, self.token_counts().amin(0).tolist(), strict=True) if n == 0]
         if empty:
@@ -153,6 +156,22 @@ class ActivationStats:
             )
         return self.above_threshold.double() / self.token_counts()[:, None, :].double()
 
+    @property
+    def per_group_threshold(self) -> bool:
+        """Whether each group was counted against its own threshold (shape `(layers, neurons, groups)`)."""
+        return self.threshold is not None and self.threshold.ndim == 3
+
+    def group_quantiles(self) -> torch.Tensor:
+        """Each group's `quantile` of the pre-activation, shape `(layers, neurons, groups)`, float32.
+
+        The mean over that group's batches of the per-batch estimates (Mondal et al.'s `P90_k`
+        with `quantile=0.9`): the per-group threshold of their second pass,
+        `record_activations(model, other_corpora, threshold=first.group_quantiles())`.
+        """
+        if self.quantile_means is None:
+            raise ValueError("These statistics hold no quantile estimates; record with `quantile=` (e.g. 0.9).")
+        return self.quantile_means.float()
+
     def pooled_quantile(self) -> torch.Tensor:
         """Each neuron's `quantile` of the pre-activation pooled over all groups, shape `(layers, neurons)`.
 
@@ -175,7 +194,7 @@ class ActivationStats:
         return ActivationStats(
             groups=list(groups),
             quantile=self.quantile,
-            threshold=self.threshold,
+            threshold=self.threshold.index_select(-1, idx) if self.per_group_threshold else self.threshold,
             metadata=dict(self.metadata),
             **kwargs,
         )
@@ -196,10 +215,8 @@ class ActivationStats:
                 raise ValueError(f"Cannot merge: only one of the two statistics holds `{name}`.")
         if self.quantile != other.quantile:
             raise ValueError(f"Cannot merge quantile {self.quantile} estimates with quantile {other.quantile}.")
-        if self.threshold is not None and not torch.equal(self.threshold, other.threshold):
-            raise ValueError("Cannot merge counts above different thresholds: record both with the same `threshold`.")
-
         groups = self.groups + [g for g in other.groups if g not in self.groups]
+        threshold = self._merged_threshold(other, groups)
         merged = {}
         for name in ("counts", "tokens", *_OPTIONAL):
             a, b = getattr(self, name), getattr(other, name)
@@ -220,9 +237,26 @@ class ActivationStats:
         corpora = {**other.metadata.get("corpora", {}), **self.metadata.get("corpora", {})}
         if corpora:
             metadata["corpora"] = corpora
-        return ActivationStats(
-            groups=groups, quantile=self.quantile, threshold=self.threshold, metadata=metadata, **merged
-        )
+        return ActivationStats(groups=groups, quantile=self.quantile, threshold=threshold, metadata=metadata, **merged)
+
+    def _merged_threshold(self, other: ActivationStats, groups: list[str]) -> torch.Tensor | None:
+        """The thresholds of a merge: equal ones, or per-group ones that agree on shared groups."""
+        if self.threshold is None:
+            return None
+        if self.per_group_threshold != other.per_group_threshold:
+            raise ValueError("Cannot merge counts above one shared threshold with counts above per-group thresholds.")
+        if not self.per_group_threshold:
+            if not torch.equal(self.threshold, other.threshold):
+                raise ValueError(
+                    "Cannot merge counts above different thresholds: record both with the same `threshold`."
+                )
+            return self.threshold
+        merged = self._padded(self.threshold, groups)
+        for j, g in enumerate(other.groups):
+            if g in self.groups and not torch.equal(self.threshold[..., self.groups.index(g)], other.threshold[..., j]):
+                raise ValueError(f"Cannot merge counts of `{g}` above different thresholds.")
+            merged[..., groups.index(g)] = other.threshold[..., j]
+        return merged
 
     def _padded(self, tensor: torch.Tensor, groups: list[str]) -> torch.Tensor:
         out = torch.zeros(*tensor.shape[:-1], len(groups), dtype=tensor.dtype)
@@ -283,6 +317,14 @@ class ActivationStats:
                 f"`{path}` is not a readable safetensors file ({err}); re-create it with `lsn record`."
             ) from err
         return cls.from_state(tensors, header, source=path)
+
+    @classmethod
+    def from_reference(cls, paths: Mapping[str, str | os.PathLike], *, metadata: dict | None = None) -> ActivationStats:
+        """Counts from Tang et al.'s recording files (`{language: path}`, each a dict of `n` and
+        `over_zero`), read with `torch.load(..., weights_only=True)` only. See `lsn.reference`."""
+        from .reference import load_reference_activations
+
+        return load_reference_activations(paths, metadata=metadata)
 
     def summary(self) -> str:
         """A short table: tokens and mean firing rate per group."""

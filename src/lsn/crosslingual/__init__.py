@@ -7,12 +7,14 @@ from .data import (
     encode_nli_classification,
     encode_nli_prompt,
     encode_qa_prompt,
+    fit_qa_prompt,
     load_xnli,
     load_xquad,
     nli_prompt,
     paper_split,
     prompt_features,
     qa_prompt,
+    require_last_token_pooling,
 )
 from .evaluation import evaluate_nli_classification, evaluate_nli_prompt, evaluate_qa, results_table
 
@@ -26,11 +28,13 @@ __all__ = [
     "evaluate_nli_classification",
     "evaluate_nli_prompt",
     "evaluate_qa",
+    "fit_qa_prompt",
     "load_xnli",
     "load_xquad",
     "nli_prompt",
     "paper_split",
     "prompt_features",
     "qa_prompt",
+    "require_last_token_pooling",
     "results_table",
 ]

@@ -11,10 +11,15 @@ Local files: `<data_dir>/xnli.<lang>.<split>.jsonl` and `<data_dir>/xquad.<lang>
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
 import datasets
+import transformers
+from packaging.version import Version
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "NLI_LABELS",
@@ -23,12 +28,14 @@ __all__ = [
     "encode_nli_classification",
     "encode_nli_prompt",
     "encode_qa_prompt",
+    "fit_qa_prompt",
     "load_xnli",
     "load_xquad",
     "nli_prompt",
     "paper_split",
     "prompt_features",
     "qa_prompt",
+    "require_last_token_pooling",
 ]
 
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -112,8 +119,50 @@ def qa_prompt(context: str, question: str) -> str:
     )
 
 
+def fit_qa_prompt(tokenizer, context: str, question: str, max_tokens: int) -> str:
+    """`qa_prompt` of at most `max_tokens` tokens (special tokens included), cut in the context only.
+
+    A tokenizer's own truncation cuts on the right and would drop the question and the "Answer:"
+    cue of a long context (most often in languages that need more tokens); here the context
+    loses its end instead, so the instruction, the question and the cue always stay.
+    """
+    prompt = qa_prompt(context, question)
+    length = len(tokenizer(prompt)["input_ids"])
+    if length <= max_tokens:
+        return prompt
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    fixed = len(tokenizer(qa_prompt("", question))["input_ids"])
+    keep = max(0, min(len(context_ids), max_tokens - fixed))
+    while True:  # tokens may merge at the cut: shorten until the whole prompt fits
+        prompt = qa_prompt(tokenizer.decode(context_ids[:keep], skip_special_tokens=True), question)
+        length = len(tokenizer(prompt)["input_ids"])
+        if length <= max_tokens or keep == 0:
+            break
+        keep = max(0, keep - max(1, length - max_tokens))
+    if length > max_tokens:
+        logger.warning(
+            "The question alone needs %d tokens, more than the %d allowed; the context is left out.", length, max_tokens
+        )
+    return prompt
+
+
+def require_last_token_pooling() -> None:
+    """Refuse transformers < 4.49 for premise + EOS + hypothesis classification.
+
+    With pad = EOS (as Llama-type tokenizers are set up), older sequence-classification heads
+    pool on the token before the FIRST pad id, which is the premise's end: the head would never
+    see the hypothesis. From 4.49 they pool on the last token that is not a pad id.
+    """
+    if Version(transformers.__version__) < Version("4.49"):
+        raise RuntimeError(
+            f"transformers {transformers.__version__} pools XNLI's premise + EOS + hypothesis on the premise's "
+            "end (the first EOS, which is also the pad token); upgrade: pip install 'transformers>=4.49'."
+        )
+
+
 def encode_nli_classification(tokenizer, max_length: int = 256):
     """Batched map function: premise + EOS + hypothesis, the label as `labels` (a linear head on the last token)."""
+    require_last_token_pooling()
 
     def encode(batch: dict) -> dict:
         texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(batch["premise"], batch["hypothesis"], strict=True)]
@@ -124,9 +173,14 @@ def encode_nli_classification(tokenizer, max_length: int = 256):
     return encode
 
 
+def _answer_ids(tokenizer, answer: str) -> list[int]:
+    return tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
 def prompt_features(tokenizer, prompt: str, answer: str, max_length: int) -> dict[str, list[int]]:
-    """Prompt + answer + EOS, with the loss on the answer only; long prompts are cut from the left."""
-    answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    """Prompt + answer + EOS, with the loss on the answer only; a prompt still too long is cut from
+    the left (after the first token), so its end (the question and the answer cue) stays."""
+    answer_ids = _answer_ids(tokenizer, answer)
     prompt_ids = tokenizer(prompt)["input_ids"]
     budget = max(1, max_length - len(answer_ids))
     if len(prompt_ids) > budget:
@@ -149,13 +203,15 @@ def encode_nli_prompt(tokenizer, max_length: int = 256):
 
 
 def encode_qa_prompt(tokenizer, max_length: int = 512):
-    """Batched map function: an instruction prompt whose answer is the first gold span (loss on it only)."""
+    """Batched map function: an instruction prompt whose answer is the first gold span (loss on it only);
+    a long context is cut (`fit_qa_prompt`), never the question or the answer cue."""
 
     def encode(batch: dict) -> dict:
-        rows = [
-            prompt_features(tokenizer, qa_prompt(c, q), a["text"][0], max_length)
-            for c, q, a in zip(batch["context"], batch["question"], batch["answers"], strict=True)
-        ]
+        rows = []
+        for c, q, a in zip(batch["context"], batch["question"], batch["answers"], strict=True):
+            answer = a["text"][0]
+            budget = max(1, max_length - len(_answer_ids(tokenizer, answer)))
+            rows.append(prompt_features(tokenizer, fit_qa_prompt(tokenizer, c, q, budget), answer, max_length))
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
 
     return encode

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..metrics import accuracy, qa_scores
 from ..models import first_device
 from ..scoring import token_nll
-from .data import NLI_LABELS, nli_prompt, prompt_features, qa_prompt
+from .data import NLI_LABELS, fit_qa_prompt, nli_prompt, prompt_features, require_last_token_pooling
 
 __all__ = ["evaluate_nli_classification", "evaluate_nli_prompt", "evaluate_qa", "results_table"]
 
@@ -36,6 +36,7 @@ def evaluate_nli_classification(
     model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 16, max_length: int = 256
 ) -> dict[str, float]:
     """Accuracy of a sequence-classification model on premise + EOS + hypothesis."""
+    require_last_token_pooling()
     device, predictions = first_device(model), []
     model.eval()
     with torch.inference_mode():
@@ -84,10 +85,12 @@ def evaluate_qa(
     try:
         with torch.inference_mode():
             for rows in _rows(ds, batch_size, f"xquad {lang or ''}"):
-                prompts = [qa_prompt(c, q) for c, q in zip(rows["context"], rows["question"], strict=True)]
-                enc = tokenizer(
-                    prompts, truncation=True, max_length=max_length - max_new_tokens, padding=True, return_tensors="pt"
-                ).to(device)
+                budget = max_length - max_new_tokens  # the context is cut, never the question or "Answer:"
+                prompts = [
+                    fit_qa_prompt(tokenizer, c, q, budget)
+                    for c, q in zip(rows["context"], rows["question"], strict=True)
+                ]
+                enc = tokenizer(prompts, padding=True, return_tensors="pt").to(device)
                 out = model.generate(
                     **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
                 )
