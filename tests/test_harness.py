@@ -231,9 +231,11 @@ def test_eval_matrix_writes_its_table_and_heatmap(tmp_path, task_dir, neurons, b
 
 
 def test_python_m_lsn_harness_is_lm_evals_cli_with_lsn_registered(tmp_path, task_dir, neurons, en_zeroed_by_weights):
-    model_args = f"pretrained={demo_model_path()},{COMMON},neurons={neurons},groups=en"
+    # lm-eval's CLI passes --device itself (a `device=` in model_args would clash with it, as for `hf`)
+    model_args = f"pretrained={demo_model_path()},dtype=float32,neurons={neurons},groups=en"
     command = [sys.executable, "-m", "lsn.harness", "run", "--model", "lsn", "--model_args", model_args]
-    command += ["--tasks", TASK, "--include_path", str(task_dir), "--output_path", str(tmp_path), "--batch_size", "8"]
+    command += ["--tasks", TASK, "--include_path", str(task_dir), "--output_path", str(tmp_path)]
+    command += ["--batch_size", "8", "--device", "cpu"]
     subprocess.run(command, check=True, capture_output=True)
     (result,) = tmp_path.rglob("results_*.json")
     assert json.loads(result.read_text())["results"][TASK]["acc,none"] == en_zeroed_by_weights[0]
