@@ -55,3 +55,21 @@ def test_accelerate_configs_are_valid(path):
     config = yaml.safe_load(path.read_text())
     assert config["distributed_type"] in {"NO", "MULTI_GPU", "FSDP", "DEEPSPEED"}
     assert config["num_processes"] >= 1
+
+
+HARNESS_LISTS = sorted((RECIPES / "harness").glob("tasks_*.yaml"))
+
+
+@pytest.mark.parametrize("path", HARNESS_LISTS, ids=lambda p: p.name)
+def test_harness_task_lists_name_lm_eval_tasks(path):
+    lm_eval = pytest.importorskip("lm_eval")
+    tasks_dir = Path(lm_eval.__file__).parent / "tasks"
+    known = set()
+    for yaml_file in tasks_dir.rglob("*.yaml"):
+        for line in yaml_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("task:") and line[5:].strip():
+                known.add(line[5:].strip().strip("'\""))
+    languages = yaml.safe_load(path.read_text())["languages"]
+    assert languages and not set(languages.values()) - known, sorted(set(languages.values()) - known)
+    readme = (RECIPES / "harness" / "README.md").read_text()
+    assert "python -m lsn.harness" in readme

@@ -1,4 +1,4 @@
-"""The `lsn` command: `record`, `select`, `show`, `nll-matrix`, `generate`, `import-reference`.
+"""The `lsn` command: `record`, `select`, `show`, `nll-matrix`, `generate`, `eval-matrix`, `import-reference`.
 
     lsn record --model meta-llama/Llama-3.1-8B --corpus en=wikimedia/wikipedia:20231101.en \\
         --corpus fr=wikimedia/wikipedia:20231101.fr --max-tokens 100000000 --output stats.safetensors
@@ -8,6 +8,8 @@
         --corpus fr=fr_test.txt --random-control 0 --output nll/
     lsn generate --model meta-llama/Llama-3.1-8B --neurons neurons/ --steer fr --mode scale --value 2 \\
         --prompt "The weather today"
+    lsn eval-matrix --model_args pretrained=meta-llama/Llama-3.1-8B,neurons=neurons/ \\
+        --tasks xnli_en,xnli_fr --random-control 0 --output eval/      # needs lsn[harness]
 
 `lsn record` runs under `accelerate launch` too; each process records its own shard.
 Errors are one line (`LSN_DEBUG=1` shows the traceback).
@@ -251,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("path", help="a neuron set (.json, directory or hub id) or statistics (.safetensors)")
     show.add_argument("--plots", default=None, help="directory for the PNG plots")
     _add_import_reference_parser(commands)
+    _add_eval_matrix_parser(commands)
     return parser
 
 
@@ -492,6 +495,59 @@ def _import_reference(args: argparse.Namespace) -> None:
     print(neurons.summary())
 
 
+# ---------------------------------------------------------------- eval-matrix (lm-evaluation-harness, optional)
+def _add_eval_matrix_parser(commands) -> None:
+    ev = commands.add_parser(
+        "eval-matrix",
+        help="deactivate each group's neurons; lm-eval task metrics (needs lsn[harness])",
+        description="The harness version of nll-matrix: row i deactivates group i's neurons, columns are the "
+        "metrics of lm-evaluation-harness tasks; the baseline is evaluated once.",
+    )
+    ev.add_argument(
+        "--model_args",
+        required=True,
+        help="the `lsn` lm-eval model's arguments, with neurons= (e.g. pretrained=ID,neurons=DIR,dtype=bfloat16)",
+    )
+    ev.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
+    ev.add_argument("--groups", default=None, help="comma-separated groups to deactivate (default: all in the set)")
+    ev.add_argument("--random-control", type=int, default=None, metavar="SEED", help="add random-neuron rows")
+    ev.add_argument("--metrics", default=None, help="comma-separated metric names to keep (default: all)")
+    ev.add_argument("--include_path", default=None, help="a folder of extra task YAMLs")
+    ev.add_argument("--limit", type=float, default=None, help="documents per task at most (or a fraction)")
+    ev.add_argument("--num_fewshot", type=int, default=None, help="few-shot examples (default: the task's)")
+    ev.add_argument("--batch-size", default="auto", help="lm-eval batch size (default: auto)")
+    ev.add_argument("--device", default=None, help="device (default: cuda if available, else cpu)")
+    ev.add_argument("--output", required=True, help="directory for harness_matrix.{json,csv,md,png}")
+
+
+def _eval_matrix(args: argparse.Namespace) -> None:
+    try:
+        from .harness.matrix import harness_matrix
+    except ImportError as err:
+        raise ValueError(f"`lsn eval-matrix` needs lm-evaluation-harness: pip install 'lsn[harness]' ({err}).") from err
+
+    def split(text: str | None) -> list[str] | None:
+        return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+    batch_size = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    matrix = harness_matrix(
+        args.model_args,
+        split(args.tasks),
+        groups=split(args.groups),
+        random_control=args.random_control,
+        metrics=split(args.metrics),
+        include_path=args.include_path,
+        limit=limit,
+        num_fewshot=args.num_fewshot,
+        batch_size=batch_size,
+        device=args.device or _device(),
+    )
+    print(matrix.to_markdown())
+    for path in matrix.save(args.output):
+        print(f"wrote {path}")
+
+
 _COMMANDS = {
     "record": _record,
     "select": _select,
@@ -499,6 +555,7 @@ _COMMANDS = {
     "generate": _generate,
     "show": _show,
     "import-reference": _import_reference,
+    "eval-matrix": _eval_matrix,
 }
 
 
