@@ -21,7 +21,7 @@ from .hooks import attach_activation_hooks
 from .models import NeuronSite, NeuronSpec, ffn_shape, find_neuron_sites, resolve_neurons
 from .stats import ActivationStats
 
-__all__ = ["EFFECTS", "Effect", "Intervention", "apply_intervention", "intervene", "neuron_values"]
+__all__ = ["EFFECTS", "Effect", "Intervention", "Statistic", "apply_intervention", "intervene", "neuron_values"]
 
 Effect = Literal["zero", "set", "scale", "add"]
 EFFECTS: tuple[str, ...] = get_args(Effect)

@@ -21,6 +21,7 @@ from torch import nn
 from ..intervention import EFFECTS, Effect, Intervention, apply_intervention, neuron_values
 from ..neuron_set import NeuronSet
 from ..stats import ActivationStats
+from ..steering import steering_interventions
 
 __all__ = ["LSN_KEYS", "LsnArgs", "attach", "check_known_keys", "parse_lsn_args"]
 
@@ -233,17 +234,16 @@ def attach(model: nn.Module, spec: LsnArgs) -> list[Intervention]:
     """
     if not spec.active:
         return []
-    if spec.steer_target is not None:
-        steer = neuron_values(
-            spec.stats, spec.steer_target, statistic=spec.statistic, relative_to="others", strength=spec.strength
+    if spec.steer_target is not None:  # Language Arithmetics, as `lsn.steer`
+        return steering_interventions(
+            model,
+            spec.neurons,
+            source=spec.steer_source,
+            target=spec.steer_target,
+            stats=spec.stats,
+            strength=spec.strength,
+            statistic=spec.statistic,
         )
-        applied = [apply_intervention(model, spec.neurons, "zero", groups=spec.steer_source)]
-        try:
-            applied.append(apply_intervention(model, spec.neurons, "add", steer, groups=spec.steer_target))
-        except Exception:
-            applied[0].remove()
-            raise
-        return applied
     value = spec.value
     if spec.stats is not None:
         value = neuron_values(spec.stats, spec.target, statistic=spec.statistic)
