@@ -111,4 +111,20 @@ def test_registry_names_are_the_stored_names():
     )
     options = {"probability": {"top_k": 3}}  # the default budget rounds to 0 neurons on a model this small
     for name, method in selection_methods().items():
-        assert method.fn(stats, **options.get(name, {})).method == name
+        if method.reads is lsn.ActivationStats:
+            assert method.fn(stats, **options.get(name, {})).method == name
+
+
+def test_average_precision_from_the_cli(tmp_path, tiny_tokenizer, multilingual_texts):
+    """A method that reads sentence responses, not statistics: `lsn select responses --method average_precision`."""
+    model = make_tiny_model("llama", vocab_size=len(tiny_tokenizer))
+    texts = {g: multilingual_texts[g][:6] for g in ("en", "de")}
+    responses = lsn.record_sentence_responses(model, texts, tokenizer=tiny_tokenizer, batch_size=4)
+    responses.save(tmp_path / "responses.safetensors")
+    out = tmp_path / "ap.json"
+    argv = ["select", str(tmp_path / "responses.safetensors"), "--method", "average_precision"]
+    assert main([*argv, "--output", str(out)]) == 2  # --top-n is required
+    assert main([*argv, "--top-n", "4", "--bottom-n", "2", "--output", str(out)]) == 0
+    saved = lsn.NeuronSet.load(out)
+    assert saved == lsn.select_average_precision(responses, 4, 2) and saved.method == "average_precision"
+    assert saved.counts_per_layer().sum(1).tolist() == [6, 6]

@@ -90,6 +90,8 @@ def _add_select_options(sel: argparse.ArgumentParser) -> dict[str, list[str]]:
             seen.add(name)
             kind, choices = _option_type(method.fn, name)
             default = defaults[name].default
+            if default is inspect.Parameter.empty:
+                text = f"{text} (required)"
             group.add_argument(
                 f"--{name.replace('_', '-')}",
                 dest=f"option_{name}",
@@ -314,8 +316,9 @@ def _record(args: argparse.Namespace) -> None:
 
 
 def _select(args: argparse.Namespace) -> None:
+    import inspect
+
     from .selection import random_neurons, selection_methods
-    from .stats import ActivationStats
 
     given = {k.removeprefix("option_"): v for k, v in vars(args).items() if k.startswith("option_")}
     allowed = args.method_options[args.method]
@@ -323,10 +326,16 @@ def _select(args: argparse.Namespace) -> None:
         owners = {n: [m for m, opts in args.method_options.items() if n in opts] for n in stray}
         flags = ", ".join(f"--{n.replace('_', '-')} (of {'/'.join(owners[n])})" for n in stray)
         raise ValueError(f"{flags} do not apply to --method {args.method}; its options: {allowed}.")
-    stats = ActivationStats.load(args.stats)
+    method = selection_methods()[args.method]
+    required = [n for n, p in inspect.signature(method.fn).parameters.items() if n in allowed and p.default is p.empty]
+    if missing := [n for n in required if n not in given]:
+        raise ValueError(f"--method {args.method} needs {', '.join('--' + n.replace('_', '-') for n in missing)}.")
+    stats = method.reads.load(args.stats)
     if args.groups:
+        if not hasattr(stats, "select_groups"):
+            raise ValueError(f"--groups selects groups of statistics; --method {args.method} reads its whole file.")
         stats = stats.select_groups([g.strip() for g in args.groups.split(",") if g.strip()])
-    neurons = selection_methods()[args.method].fn(stats, **given)
+    neurons = method.fn(stats, **given)
     _write(neurons, args.output)
     print(neurons.summary())
     if args.random_control is not None:

@@ -38,23 +38,27 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SelectionMethod:
-    """A registered selection method: `fn(stats, **options) -> NeuronSet`, with a help text per option."""
+    """A registered selection method: `fn(source, **options) -> NeuronSet`, with a help text per option.
+
+    `reads`: the class of its input (`ActivationStats`, or e.g. `SentenceResponses`), whose `.load(path)` the CLI
+    calls on `lsn select PATH`."""
 
     name: str
     fn: Callable[..., NeuronSet]
     description: str
     options: dict[str, str]
+    reads: type = ActivationStats
 
 
 _METHODS: dict[str, SelectionMethod] = {}
 
 
-def selection_method(name: str, description: str, **options: str) -> Callable:
+def selection_method(name: str, description: str, *, reads: type = ActivationStats, **options: str) -> Callable:
     """Register `fn(stats, ..., option=default, ...) -> NeuronSet` as method `name`.
 
-    `options` maps each parameter the command line exposes to its help text; every one must be a parameter of
-    `fn` with a default (the one default, shared by Python and the CLI). `fn` builds its result with
-    `selected_neurons(stats, chosen, name, parameters)`.
+    `options` maps each parameter the command line exposes to its help text; each must be a parameter of `fn`
+    (its default, if any, is the one default shared by Python and the CLI; without one the flag is required).
+    `fn` builds its result with `selected_neurons(stats, chosen, name, parameters)`. `reads`: the input's class.
     """
 
     def register(fn: Callable[..., NeuronSet]) -> Callable[..., NeuronSet]:
@@ -63,9 +67,9 @@ def selection_method(name: str, description: str, **options: str) -> Callable:
         if name in _METHODS:
             raise ValueError(f"A selection method named `{name}` is already registered.")
         parameters = inspect.signature(fn).parameters
-        if missing := [o for o in options if o not in parameters or parameters[o].default is inspect.Parameter.empty]:
-            raise ValueError(f"Options {missing} of `{name}` are not parameters of {fn.__name__} with a default.")
-        _METHODS[name] = SelectionMethod(name, fn, description, dict(options))
+        if missing := [o for o in options if o not in parameters]:
+            raise ValueError(f"Options {missing} of `{name}` are not parameters of {fn.__name__}.")
+        _METHODS[name] = SelectionMethod(name, fn, description, dict(options), reads)
         return fn
 
     return register
@@ -352,3 +356,6 @@ def random_neurons(neuron_set: NeuronSet, seed: int = 0, *, exclude_selected: bo
         parameters=parameters,
         model=neuron_set.model,
     )
+
+
+from . import selection_ap  # noqa: E402, F401  (registers `average_precision`, which imports this module)

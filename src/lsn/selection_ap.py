@@ -14,6 +14,7 @@ import torch
 
 from .neuron_set import NeuronSet
 from .responses import SentenceResponses
+from .selection import selected_neurons, selection_method
 
 __all__ = ["average_precision", "median_responses", "select_average_precision"]
 
@@ -71,6 +72,14 @@ def median_responses(responses: SentenceResponses, group: str | None = None) -> 
     return tables[0] if group is not None else torch.stack(tables, -1)
 
 
+@selection_method(
+    "average_precision",
+    "Kojima et al. 2024: neurons as detectors of a group, by average precision over sentence responses "
+    "(the input is a responses file from `record_sentence_responses`).",
+    reads=SentenceResponses,
+    top_n="neurons of highest AP per group, over all layers",
+    bottom_n="neurons of lowest AP per group",
+)
 def select_average_precision(responses: SentenceResponses, top_n: int, bottom_n: int = 0) -> NeuronSet:
     """Per group, the `top_n` neurons of highest and `bottom_n` of lowest AP over all layers together."""
     total = responses.num_layers * responses.num_neurons
@@ -83,15 +92,5 @@ def select_average_precision(responses: SentenceResponses, top_n: int, bottom_n:
     chosen = {}
     for k, g in enumerate(responses.groups):
         order = ap[:, k].argsort(descending=True, stable=True)
-        flat = torch.cat([order[:top_n], order[total - bottom_n :] if bottom_n else order[:0]])
-        layer = flat // responses.num_neurons
-        chosen[g] = [flat[layer == i] % responses.num_neurons for i in range(responses.num_layers)]
-    keys = ("model_name", "revision", "architecture", "num_encoder_layers")
-    return NeuronSet(
-        chosen,
-        num_layers=responses.num_layers,
-        num_neurons=responses.num_neurons,
-        method="average_precision",
-        parameters={"top_n": top_n, "bottom_n": bottom_n},
-        model={k: responses.metadata[k] for k in keys if k in responses.metadata},
-    )
+        chosen[g] = torch.cat([order[:top_n], order[total - bottom_n :] if bottom_n else order[:0]])
+    return selected_neurons(responses, chosen, "average_precision", {"top_n": top_n, "bottom_n": bottom_n})
