@@ -98,7 +98,9 @@ def _add_select_options(sel: argparse.ArgumentParser) -> dict[str, list[str]]:
     return flags
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(select_methods: bool = True) -> argparse.ArgumentParser:
+    """The `lsn` parser; `select_methods=False` leaves out `lsn select`'s per-method flags, whose registry imports
+    torch, so `lsn --help` and the other commands start fast."""
     parser = argparse.ArgumentParser(prog="lsn", description="Find and use the language-specific neurons of LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -151,15 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sel.add_argument("stats", help="statistics file written by `lsn record`")
     sel.add_argument("--groups", default=None, help="comma-separated groups to use (default: all)")
-    from .selection import selection_methods
+    if select_methods:
+        from .selection import selection_methods
 
-    sel.add_argument(
-        "--method",
-        default="lape",
-        choices=list(selection_methods()),
-        help="selection method; each method's options are listed below (default: lape)",
-    )
-    sel.set_defaults(method_options=_add_select_options(sel))
+        sel.add_argument(
+            "--method",
+            default="lape",
+            choices=list(selection_methods()),
+            help="selection method; each method's options are listed below (default: lape)",
+        )
+        sel.set_defaults(method_options=_add_select_options(sel))
     sel.add_argument(
         "--random-control",
         type=int,
@@ -412,8 +415,14 @@ def _show(args: argparse.Namespace) -> None:
 _COMMANDS = {"record": _record, "select": _select, "nll-matrix": _nll_matrix, "generate": _generate, "show": _show}
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in `argv` (its first positional word), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(select_methods=_command_of(argv) == "select").parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
