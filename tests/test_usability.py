@@ -267,3 +267,28 @@ def test_public_names_resolve():
     assert set(lsn.__all__) <= set(dir(lsn))
     with pytest.raises(AttributeError):
         lsn.no_such_name  # noqa: B018
+
+
+# Row 16: the NLL matrix plot's title fits in a narrow (3-language) figure.
+def test_nll_matrix_title_fits(tmp_path, monkeypatch):
+    import lsn.plotting
+    from lsn.measurement import NLLMatrix
+
+    figures = []
+    save = lsn.plotting._save
+    monkeypatch.setattr(lsn.plotting, "_save", lambda fig, path: (figures.append(fig), save(fig, path))[1])
+    groups = ["en", "fr", "zh"]
+    matrix = NLLMatrix(
+        groups, groups, torch.ones(3, dtype=torch.float64), torch.rand(3, 3, dtype=torch.float64), [1] * 3
+    )
+    lsn.plotting.plot_nll_matrix(matrix, tmp_path / "m.png")
+    (fig,) = figures
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    title = fig.axes[0].title
+    box, page = title.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1, (box, page)
+    assert "deactivating" in title.get_text()
