@@ -40,6 +40,28 @@ def _corpus_arg(value: str) -> tuple[str, str]:
     return group, spec
 
 
+def _positive_int(value: str) -> int:
+    """argparse type: an integer >= 1 (a zero or negative window or batch would hang or mean nothing)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {number}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}") from None
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {number}")
+    return number
+
+
 def _add_model_args(
     parser: argparse.ArgumentParser, help: str = "hub id or local path of a transformers model"
 ) -> None:
@@ -104,7 +126,9 @@ def _add_select_options(sel: argparse.ArgumentParser) -> dict[str, list[str]]:
     return flags
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(select_methods: bool = True) -> argparse.ArgumentParser:
+    """The `lsn` parser; `select_methods=False` leaves out `lsn select`'s per-method flags, whose registry imports
+    torch, so `lsn --help` and the other commands start fast."""
     parser = argparse.ArgumentParser(prog="lsn", description="Find and use the language-specific neurons of LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -128,13 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--text-column", default="text", help="text field of .jsonl files and hub datasets (default: text)"
     )
     rec.add_argument("--split", default="train", help="split of hub datasets (default: train)")
-    rec.add_argument("--seq-len", type=int, default=512, help="packed window length in tokens (default: 512)")
-    rec.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
-    rec.add_argument("--max-tokens", type=int, default=None, help="tokens per group at most (default: all)")
+    rec.add_argument("--seq-len", type=_positive_int, default=512, help="packed window length in tokens (default: 512)")
+    rec.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward pass (default: 8)")
+    rec.add_argument("--max-tokens", type=_positive_int, default=None, help="tokens per group at most (default: all)")
     rec.add_argument("--record-sums", action="store_true", help="also sum activations (for mean-value interventions)")
     rec.add_argument(
         "--quantile",
-        type=float,
+        type=_fraction,
         default=None,
         help="also estimate this pre-activation quantile per batch (0.9 for Mondal et al.)",
     )
@@ -158,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-batch quantile: linear interpolation as torch.quantile, or nearest rank (default: linear)",
     )
     rec.add_argument("--checkpoint", default=None, help="directory for resumable progress")
-    rec.add_argument("--checkpoint-every", type=int, default=100, help="batches between saves (default: 100)")
+    rec.add_argument("--checkpoint-every", type=_positive_int, default=100, help="batches between saves (default: 100)")
     rec.add_argument("--output", required=True, help="where to write the statistics (.safetensors)")
 
     sel = commands.add_parser(
@@ -169,15 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sel.add_argument("stats", help="statistics file written by `lsn record`")
     sel.add_argument("--groups", default=None, help="comma-separated groups to use (default: all)")
-    from .selection import selection_methods
+    if select_methods:
+        from .selection import selection_methods
 
-    sel.add_argument(
-        "--method",
-        default="lape",
-        choices=list(selection_methods()),
-        help="selection method; each method's options are listed below (default: lape)",
-    )
-    sel.set_defaults(method_options=_add_select_options(sel))
+        sel.add_argument(
+            "--method",
+            default="lape",
+            choices=list(selection_methods()),
+            help="selection method; each method's options are listed below (default: lape)",
+        )
+        sel.set_defaults(method_options=_add_select_options(sel))
     sel.add_argument(
         "--random-control",
         type=int,
@@ -211,9 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     nll.add_argument("--groups", default=None, help="comma-separated groups to deactivate (default: all in the set)")
     nll.add_argument("--text-column", default="text", help="text field of .jsonl files and hub datasets")
     nll.add_argument("--split", default="test", help="split of hub datasets (default: test)")
-    nll.add_argument("--seq-len", type=int, default=512, help="packed window length (default: 512)")
-    nll.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
-    nll.add_argument("--max-tokens", type=int, default=None, help="evaluation tokens per group at most")
+    nll.add_argument("--seq-len", type=_positive_int, default=512, help="packed window length (default: 512)")
+    nll.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward pass (default: 8)")
+    nll.add_argument("--max-tokens", type=_positive_int, default=None, help="evaluation tokens per group at most")
     nll.add_argument(
         "--random-control",
         type=int,
@@ -245,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--strength", type=float, default=1.0, help="with --stats: multiply the values (default: 1)")
     gen.add_argument("--relative-to-others", action="store_true", help="with --stats: mean(group) - mean(other groups)")
     gen.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    gen.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
+    gen.add_argument("--max-new-tokens", type=_positive_int, default=40, help="tokens to generate (default: 40)")
 
     show = commands.add_parser(
         "show",
@@ -267,11 +292,38 @@ def _load(args: argparse.Namespace, device=None):
     return load_model_and_tokenizer(model_args, device=device)
 
 
+def _corpora(args: argparse.Namespace) -> dict:
+    """The --corpus sources, opened (files checked, hub datasets resolved) before any model loads."""
+    from .corpora import load_corpus
+
+    corpora = {}
+    for group, spec in args.corpus:
+        if group in corpora:
+            raise ValueError(f"Group `{group}` is given twice in --corpus.")
+        corpora[group] = load_corpus(spec, text_column=args.text_column, split=args.split)
+    return corpora
+
+
+def _check_seq_len(args: argparse.Namespace) -> None:
+    """--seq-len within the model's context length, read from its config before the weights load."""
+    from transformers import AutoConfig
+
+    from .arguments import resolve_model_path
+
+    config = AutoConfig.from_pretrained(resolve_model_path(args.model), revision=args.revision)
+    config = getattr(config, "text_config", None) or config
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if isinstance(positions, int) and args.seq_len > positions:
+        raise ValueError(
+            f"--seq-len {args.seq_len} exceeds the context length of `{args.model}` ({positions} positions); "
+            f"pass --seq-len {positions} or less."
+        )
+
+
 def _record(args: argparse.Namespace) -> None:
     import torch
     from accelerate import PartialState
 
-    from .corpora import load_corpus
     from .recording import record_activations
     from .stats import ActivationStats
 
@@ -284,13 +336,10 @@ def _record(args: argparse.Namespace) -> None:
             threshold = first_pass.select_groups([g for g, _ in args.corpus]).group_quantiles()
         else:
             threshold = first_pass.pooled_quantile()
+    corpora = _corpora(args)
+    _check_seq_len(args)
     state = PartialState(cpu=not torch.cuda.is_available())
     model, tokenizer = _load(args, device=state.device)
-    corpora = {}
-    for group, spec in args.corpus:
-        if group in corpora:
-            raise ValueError(f"Group `{group}` is given twice in --corpus.")
-        corpora[group] = load_corpus(spec, text_column=args.text_column, split=args.split)
     stats = record_activations(
         model,
         corpora,
@@ -360,14 +409,16 @@ def _write(neurons: NeuronSet, output: str | os.PathLike) -> None:
 
 
 def _nll_matrix(args: argparse.Namespace) -> None:
-    from .corpora import load_corpus
     from .measurement import nll_matrix
     from .neuron_set import NeuronSet
 
     neurons = NeuronSet.from_pretrained(args.neurons)
+    corpora = _corpora(args)
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
+    if unknown := [g for g in groups or [] if g not in neurons.groups]:
+        raise ValueError(f"--groups {', '.join(unknown)}: not in the neuron set (its groups: {neurons.groups}).")
+    _check_seq_len(args)
     model, tokenizer = _load(args, device=_device())
-    corpora = {g: load_corpus(spec, text_column=args.text_column, split=args.split) for g, spec in args.corpus}
-    groups = [g.strip() for g in args.groups.split(",")] if args.groups else None
     matrix = nll_matrix(
         model,
         neurons,
@@ -391,18 +442,29 @@ def _generate(args: argparse.Namespace) -> None:
     from .stats import ActivationStats
 
     neurons = NeuronSet.from_pretrained(args.neurons)
+    if args.steer not in neurons.groups:
+        raise ValueError(f"--steer {args.steer}: not a group of the neuron set (its groups: {neurons.groups}).")
     value = args.value
     if args.stats:
         if args.value is not None:
             raise ValueError("--value and --stats both give the values; pass one (--strength scales --stats).")
         if args.mode == "zero":
             raise ValueError("--stats gives values for --mode set / scale / add; --mode zero takes none.")
+        stats = ActivationStats.load(args.stats)
+        if stats.sums is None:
+            raise ValueError(f"`{args.stats}` holds no activation sums; record it with `lsn record --record-sums`.")
+        if args.steer not in stats.groups:
+            raise ValueError(f"--steer {args.steer}: not a group of `{args.stats}` (its groups: {stats.groups}).")
+        if args.relative_to_others and len(stats.groups) < 2:
+            raise ValueError(f"--relative-to-others needs another group in `{args.stats}`; it holds only one.")
         relative_to = "others" if args.relative_to_others else None
-        value = neuron_values(
-            ActivationStats.load(args.stats), args.steer, relative_to=relative_to, strength=args.strength
-        )
+        value = neuron_values(stats, args.steer, relative_to=relative_to, strength=args.strength)
     elif args.strength != 1.0 or args.relative_to_others:
         raise ValueError("--strength and --relative-to-others apply to values from --stats; pass --stats.")
+    elif args.mode == "zero" and args.value is not None:
+        raise ValueError("--mode zero takes no --value; use --mode set to set a constant.")
+    elif args.mode != "zero" and args.value is None:
+        raise ValueError(f"--mode {args.mode} needs --value (a number), or --stats for per-neuron values.")
     model, tokenizer = _load(args, device=_device())
     baseline = generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens)
     steered = generate(
@@ -568,13 +630,26 @@ _COMMANDS = {
 }
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in `argv` (its first positional word), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(select_methods=_command_of(argv) == "select").parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
         _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        if os.environ.get("LSN_DEBUG"):
+            raise
+        resume = getattr(args, "checkpoint", None)
+        hint = f"run the same command to resume from `{resume}`" if resume else "nothing was written"
+        print(f"lsn {args.command}: interrupted; {hint}.", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, KeyError, OSError) as err:
         if os.environ.get("LSN_DEBUG"):
             raise

@@ -9,11 +9,12 @@ included). Batch dicts given by the user are used as given, sharded the same way
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,18 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Batch", "Corpus", "CorpusSpec", "describe_corpus", "iter_batches", "load_corpus", "open_corpus"]
+__all__ = [
+    "Batch",
+    "Corpus",
+    "CorpusFile",
+    "CorpusSpec",
+    "HubCorpus",
+    "corpus_fingerprint",
+    "describe_corpus",
+    "iter_batches",
+    "load_corpus",
+    "open_corpus",
+]
 
 _TOKENIZE_CHUNK = 256
 
@@ -95,6 +107,8 @@ def _kind(group: str, source: CorpusSpec, text_column: str) -> tuple[str, Iterab
 
 def _windows(texts: Iterable[str], tokenizer, seq_len: int, max_tokens: int | None) -> Iterator[list[int]]:
     """Pack tokenized texts into windows of `seq_len` tokens, `max_tokens` in all."""
+    if seq_len < 1:  # an empty window would never fill the budget: an endless loop
+        raise ValueError(f"`seq_len` must be positive, got {seq_len}.")
     separator = []
     probe = tokenizer("a", add_special_tokens=True)["input_ids"]
     if tokenizer.bos_token_id is None or probe[:1] != [tokenizer.bos_token_id]:
@@ -189,24 +203,82 @@ def iter_batches(
         yield _pack(chunk, pad_id)
 
 
-def load_corpus(spec: str, *, text_column: str = "text", split: str = "train") -> Iterable[str]:
+@dataclass(frozen=True)
+class CorpusFile:
+    """The texts of a local `.txt` (a document per line) or `.jsonl` file; iterable any number of times."""
+
+    path: Path
+    text_column: str = "text"
+
+    def __iter__(self) -> Iterator[str]:
+        if self.path.suffix == ".jsonl":
+            return _jsonl_texts(self.path, self.text_column)
+        return _text_lines(self.path)
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    def fingerprint(self) -> str:
+        """The file's size and a hash of its first and last MiB (and the text column of `.jsonl` files)."""
+        size = self.path.stat().st_size
+        digest = hashlib.sha256(f"{size}:{self.text_column if self.path.suffix == '.jsonl' else ''}".encode())
+        with self.path.open("rb") as f:
+            digest.update(f.read(_FINGERPRINT_BYTES))
+            if size > _FINGERPRINT_BYTES:
+                f.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+                digest.update(f.read())
+        return f"file:{self.path.name}:{size}:{digest.hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class HubCorpus:
+    """A hub dataset's text column, streamed; `dataset` is the opened (streaming) split."""
+
+    name: str
+    config: str | None
+    split: str
+    text_column: str = "text"
+    dataset: Any = field(default=None, repr=False, compare=False)
+
+    def __iter__(self) -> Iterator[str]:
+        return (row[self.text_column] for row in self.dataset)
+
+    @property
+    def description(self) -> str:
+        return f"{self.name}:{self.config}" if self.config else self.name
+
+    def fingerprint(self) -> str:
+        return f"hub:{self.name}:{self.config or ''}:{self.split}:{self.text_column}"
+
+
+_FINGERPRINT_BYTES = 1 << 20
+
+
+def load_corpus(spec: str, *, text_column: str = "text", split: str = "train") -> CorpusFile | HubCorpus:
     """Texts from a local `.txt` (a document per line) / `.jsonl` file, or a hub dataset.
 
     Hub datasets are named `NAME[:CONFIG]`, e.g. `wikimedia/wikipedia:20231101.fr`, and are
-    streamed, so a corpus larger than the disk works.
+    streamed, so a corpus larger than the disk works. A name that looks like a file (a dot in a bare name such
+    as `en.text`, or a folder that exists here) and is not one is refused at once, not looked up on the hub.
     """
     path = Path(spec)
     if path.is_file():
-        if path.suffix == ".jsonl":
-            return _jsonl_texts(path, text_column)
-        return _text_lines(path)
-    if path.suffix in (".txt", ".jsonl") or spec.startswith((".", "/")):
-        raise FileNotFoundError(f"No corpus file at `{spec}`.")
+        return CorpusFile(path, text_column)
+    looks_local = path.suffix in (".txt", ".jsonl") or spec.startswith((".", "/", "~"))
+    looks_local |= ("/" not in spec and "." in spec.partition(":")[0]) or (len(path.parts) > 1 and path.parent.is_dir())
+    if looks_local:
+        raise FileNotFoundError(f"No corpus file at `{spec}` (nor is it a hub dataset name).")
     import datasets
 
     name, _, config = spec.partition(":")
-    dataset = datasets.load_dataset(name, config or None, split=split, streaming=True)
-    return (row[text_column] for row in dataset)
+    try:
+        dataset = datasets.load_dataset(name, config or None, split=split, streaming=True)
+    except OSError as err:  # DatasetNotFoundError and connection errors are OSErrors
+        raise FileNotFoundError(
+            f"No local file `{spec}`, and the hub dataset `{name}` could not be opened ({err})."
+        ) from err
+    return HubCorpus(name, config or None, split, text_column, dataset)
 
 
 def _text_lines(path: Path) -> Iterator[str]:
@@ -231,6 +303,8 @@ def _jsonl_texts(path: Path, text_column: str) -> Iterator[str]:
 
 def describe_corpus(source: CorpusSpec) -> str:
     """A short description of a corpus, for metadata."""
+    if hasattr(source, "description"):
+        return source.description
     if isinstance(source, (str, Path)):
         return str(source)
     info = getattr(source, "info", None)
@@ -239,3 +313,28 @@ def describe_corpus(source: CorpusSpec) -> str:
     if isinstance(source, (list, tuple)):
         return f"{type(source).__name__} of {len(source)} items"
     return type(source).__name__
+
+
+def corpus_fingerprint(source: CorpusSpec) -> str:
+    """What a corpus holds, in a short string that changes when its content does (for resumable recording).
+
+    Files (`load_corpus`) hash their size and ends; lists hash every text or batch; a `datasets.Dataset` gives
+    its own fingerprint. A one-shot iterator (a generator) cannot be read twice, so only its type is known.
+    """
+    if hasattr(source, "fingerprint") and callable(source.fingerprint):
+        return source.fingerprint()
+    if isinstance(source, (list, tuple)):
+        digest = hashlib.sha256()
+        for item in source:
+            if isinstance(item, str):
+                digest.update(item.encode("utf-8") + b"\0")
+            elif isinstance(item, Mapping):
+                for key in sorted(item):
+                    digest.update(key.encode() + torch.as_tensor(item[key]).contiguous().numpy().tobytes())
+            else:
+                digest.update(repr(item).encode())
+        return f"{type(source).__name__}:{len(source)}:{digest.hexdigest()[:16]}"
+    dataset_fingerprint = getattr(source, "_fingerprint", None)
+    if isinstance(dataset_fingerprint, str):
+        return f"dataset:{dataset_fingerprint}"
+    return describe_corpus(source)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 from .crosslingual import results_table
@@ -48,5 +50,17 @@ def main(argv: list[str] | None = None) -> str:
     return table
 
 
+def _cli(argv: list[str] | None = None) -> int:
+    """`python -m lsn.evaluate`: the table, or one line naming what is wrong (`LSN_DEBUG=1`: the traceback)."""
+    try:
+        main(argv)
+    except (ValueError, KeyError, OSError) as err:
+        if os.environ.get("LSN_DEBUG"):
+            raise
+        print(f"python -m lsn.evaluate: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(_cli())

@@ -38,6 +38,8 @@ def evaluation_batches(
     text_column: str = "text",
 ) -> dict[str, list[Batch]]:
     """Each group's packed batches, built once so every measurement sees the same tokens."""
+    if seq_len < 1 or batch_size < 1:
+        raise ValueError(f"`seq_len` and `batch_size` must be positive, got {seq_len} and {batch_size}.")
     opened = {g: open_corpus(g, src, text_column) for g, src in corpora.items()}
     return {
         g: list(iter_batches(c, tokenizer=tokenizer, seq_len=seq_len, batch_size=batch_size, max_tokens=max_tokens))

@@ -297,6 +297,13 @@ class NeuronSet:
         try:
             file = hf_hub_download(str(name_or_path), NEURONS_FILE, revision=revision, token=token)
         except Exception as err:  # the hub client raises many types; all mean "not there"
+            from huggingface_hub import constants
+
+            if constants.HF_HUB_OFFLINE:
+                raise FileNotFoundError(
+                    f"No neuron set at `{name_or_path}`: not a local path, and offline mode is on "
+                    "(HF_HUB_OFFLINE=1) with no cached copy; unset HF_HUB_OFFLINE to download it."
+                ) from err
             raise FileNotFoundError(
                 f"No neuron set at `{name_or_path}`: not a local path, and the hub gave no {NEURONS_FILE} "
                 f"({type(err).__name__})."

@@ -101,6 +101,6 @@ def plot_nll_matrix(matrix, path: str | os.PathLike, title: str | None = None) -
                 fontsize=7,
                 color="white" if abs(delta[i, j]) > 0.6 * limit else "black",
             )
-    ax.set_title(title or "NLL change when deactivating each group's neurons")
+    ax.set_title(title or "NLL change when deactivating each group's neurons", wrap=True)  # within narrow figures
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="delta NLL (nats)")
     return _save(fig, path)

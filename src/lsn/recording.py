@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from tqdm.auto import tqdm
 
-from .corpora import Batch, CorpusSpec, describe_corpus, iter_batches, open_corpus
+from .corpora import Batch, CorpusSpec, corpus_fingerprint, describe_corpus, iter_batches, open_corpus
 from .hooks import activation_hooks
 from .models import NeuronSite, base_layer, find_neuron_sites, first_device, is_dtensor, model_shape, unwrap_model
 from .stats import ActivationStats, atomic_save_file
@@ -218,6 +218,14 @@ def _digest(tensor: torch.Tensor | None) -> str | None:
     return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
+def _describe_tokenizer(tokenizer) -> str | None:
+    """Name, vocabulary size and a hash of the vocabulary of a tokenizer (None: batches given as token ids)."""
+    if tokenizer is None:
+        return None
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode("utf-8")
+    return f"{getattr(tokenizer, 'name_or_path', '')}:{len(tokenizer)}:{hashlib.sha256(vocab).hexdigest()[:16]}"
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size), joining the process group `accelerate launch` / `torchrun` set up."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
@@ -309,12 +317,19 @@ class _Checkpoint:
             )
             raise ValueError(
                 f"Checkpoint `{self.path}` was written with other arguments (differ: {', '.join(diff)}); "
-                "restart with the same arguments, or use another checkpoint directory."
+                f"restart with the same arguments, or delete `{self.path.parent}` (or use another checkpoint "
+                "directory) to start fresh."
             )
         acc.load(saved)
         for side, t in tokens.items():
             t.copy_(saved[f"tokens_{side}"])
-        logger.info("Resuming from %s: %s", self.path, progress)
+        finished = [g for g, p in progress.items() if p["done"]]
+        logger.warning(
+            "Resuming from %s (groups done: %s; batches so far: %s); delete it to start fresh.",
+            self.path.parent,
+            ", ".join(finished) or "none",
+            sum(p["batches"] for p in progress.values()),
+        )
         return progress
 
     def save(self, acc: _Accumulators, tokens: dict[str, torch.Tensor], progress: dict[str, dict]) -> None:
@@ -408,10 +423,15 @@ def record_activations(
         "max_tokens": max_tokens,
         "corpora": {g: describe_corpus(src) for g, src in corpora.items()},
     }
+    # Everything that determines the counts: a resumed run with any other value is refused.
     fingerprint = {
         k: metadata[k]
-        for k in ("num_layers", "num_neurons", "model_name", "seq_len", "batch_size", "max_tokens", "corpora")
+        for k in ("num_layers", "num_neurons", "model_name", "revision", "sites", "seq_len", "batch_size", "max_tokens")
     } | {
+        "corpora": {g: corpus_fingerprint(src) for g, src in corpora.items()},
+        "text_column": text_column,
+        "tokenizer": _describe_tokenizer(tokenizer),
+        "dtype": str(next(model.parameters()).dtype),
         "groups": groups,
         "world_size": world_size,
         "record_sums": record_sums,
