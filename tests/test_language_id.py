@@ -4,7 +4,7 @@ import pytest
 
 from lsn import language_id
 from lsn.demo.world import LANGUAGES, monolingual_corpus
-from lsn.language_id import LanguageIdentifier, filter_by_language, normalize_language_code
+from lsn.language_id import LanguageFilter, LanguageIdentifier, filter_by_language, normalize_language_code
 
 
 class FakeFastText:
@@ -97,3 +97,22 @@ def test_filter_by_language():
     lid = LanguageIdentifier("langid", languages=["en", "de"])
     en, de = monolingual_corpus("en", 3, seed=2), monolingual_corpus("de", 2, seed=2)
     assert filter_by_language(en[:2] + de + en[2:], "de", lid) == de
+
+
+def test_language_filter_streams_in_chunks_and_fingerprints(tmp_path, capsys):
+    from lsn.cli import main
+    from lsn.corpora import corpus_fingerprint, load_corpus
+
+    lid = LanguageIdentifier("langid", languages=["en", "de"])
+    en, de = monolingual_corpus("en", 5, seed=3), monolingual_corpus("de", 4, seed=3)
+    mixed = tmp_path / "de.txt"
+    mixed.write_text("\n".join(de[:2] + en + de[2:]) + "\n", encoding="utf-8")
+    corpus = LanguageFilter(load_corpus(str(mixed)), "de", lid, chunk=2)
+    assert list(corpus) == de and (corpus.kept, corpus.seen) == (4, 9)
+    assert list(corpus) == de  # re-iterable, as recording and resuming need
+    assert corpus_fingerprint(corpus).endswith("|lid:langid:de")
+    assert corpus_fingerprint(corpus) != corpus_fingerprint(LanguageFilter(load_corpus(str(mixed)), "en", lid))
+    # the CLI refuses a group the identifier does not know before any model loads
+    argv = ["record", "--model", "./no-model-needed", "--corpus", f"xx={mixed}", "--lid-filter", "langid"]
+    assert main([*argv, "--output", str(tmp_path / "s.safetensors")]) == 2
+    assert "xx" in capsys.readouterr().err

@@ -181,6 +181,14 @@ def build_parser(select_methods: bool = True) -> argparse.ArgumentParser:
         choices=["linear", "nearest"],
         help="per-batch quantile: linear interpolation as torch.quantile, or nearest rank (default: linear)",
     )
+    rec.add_argument(
+        "--lid-filter",
+        default=None,
+        choices=["langid", "fasttext"],
+        help="keep only the texts a language identifier assigns to their group (groups named by language "
+        "codes, e.g. en, de, zh); langid works offline, fasttext needs --lid-model",
+    )
+    rec.add_argument("--lid-model", default=None, metavar="PATH", help="fastText model file for --lid-filter")
     rec.add_argument("--checkpoint", default=None, help="directory for resumable progress")
     rec.add_argument("--checkpoint-every", type=_positive_int, default=100, help="batches between saves (default: 100)")
     rec.add_argument("--output", required=True, help="where to write the statistics (.safetensors)")
@@ -337,6 +345,13 @@ def _record(args: argparse.Namespace) -> None:
         else:
             threshold = first_pass.pooled_quantile()
     corpora = _corpora(args)
+    if args.lid_filter:
+        from .language_id import LanguageFilter, LanguageIdentifier
+
+        identifier = LanguageIdentifier(args.lid_filter, languages=list(corpora), model_path=args.lid_model)
+        corpora = {group: LanguageFilter(texts, group, identifier) for group, texts in corpora.items()}
+    elif args.lid_model:
+        raise ValueError("--lid-model is the model of --lid-filter fasttext; pass --lid-filter too.")
     _check_seq_len(args)
     state = PartialState(cpu=not torch.cuda.is_available())
     model, tokenizer = _load(args, device=state.device)

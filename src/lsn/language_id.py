@@ -12,13 +12,13 @@ overrides), and restricts predictions to `languages`, so a 7-language experiment
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Backend", "LanguageIdentifier", "filter_by_language", "normalize_language_code"]
+__all__ = ["Backend", "LanguageFilter", "LanguageIdentifier", "filter_by_language", "normalize_language_code"]
 
 Backend = Literal["langid", "fasttext"]
 
@@ -167,13 +167,47 @@ class LanguageIdentifier:
         return f"LanguageIdentifier({self.backend!r}, languages={self.languages})"
 
 
-def filter_by_language(
-    texts: Iterable[str], language: str, identifier: LanguageIdentifier | Callable[[list[str]], list[str]]
-) -> list[str]:
-    """The texts identified as `language` (to keep a recording corpus pure, e.g. Wikipedia mixed with English)."""
-    texts = list(texts)
-    predict = identifier.predict if isinstance(identifier, LanguageIdentifier) else identifier
-    kept = [t for t, code in zip(texts, predict(texts), strict=True) if code == language]
-    if len(kept) < len(texts):
-        logger.info("`%s`: kept %d of %d texts identified as `%s`.", language, len(kept), len(texts), language)
-    return kept
+class LanguageFilter:
+    """A corpus of texts with those not identified as `language` left out, read lazily in chunks.
+
+    Re-iterable when `texts` is (a file or hub corpus from `lsn.corpora.load_corpus`), so recording can stream,
+    resume and fingerprint it; `kept` / `seen` count the last pass. Users of the LAPE reference found Wikipedia
+    dumps mixed with English: this keeps a group's recording corpus to its own language.
+    """
+
+    def __init__(self, texts: Iterable[str], language: str, identifier: LanguageIdentifier, chunk: int = 256):
+        self.texts, self.language, self.identifier, self.chunk = texts, language, identifier, chunk
+        self.kept = self.seen = 0
+
+    def __iter__(self) -> Iterator[str]:
+        self.kept = self.seen = 0
+        batch: list[str] = []
+        for text in self.texts:
+            batch.append(text)
+            if len(batch) == self.chunk:
+                yield from self._keep(batch)
+                batch = []
+        yield from self._keep(batch)
+        logger.info("`%s`: kept %d of %d texts identified as `%s`.", self.language, self.kept, self.seen, self.language)
+
+    def _keep(self, batch: list[str]) -> list[str]:
+        kept = [t for t, code in zip(batch, self.identifier.predict(batch), strict=True) if code == self.language]
+        self.seen += len(batch)
+        self.kept += len(kept)
+        return kept
+
+    @property
+    def description(self) -> str:
+        from .corpora import describe_corpus
+
+        return f"{describe_corpus(self.texts)} (identified as {self.language} by {self.identifier.backend})"
+
+    def fingerprint(self) -> str:
+        from .corpora import corpus_fingerprint
+
+        return f"{corpus_fingerprint(self.texts)}|lid:{self.identifier.backend}:{self.language}"
+
+
+def filter_by_language(texts: Iterable[str], language: str, identifier: LanguageIdentifier) -> list[str]:
+    """The texts identified as `language`, as a list (`LanguageFilter` streams them)."""
+    return list(LanguageFilter(texts, language, identifier))
