@@ -98,3 +98,40 @@ def test_bad_input_fails_before_generation(tmp_path):
         steering_eval(model, None, prompts, neurons=neurons, stats=stats, pairs=[("en", "de")], methods=["diffmean"])
     with pytest.raises(ValueError, match="no prompts"):
         steering_eval(model, None, prompts, neurons=neurons, stats=stats, pairs=[("de", "en")])
+
+
+def test_steer_eval_cli_equals_python(demo, tmp_path, capsys):
+    """`lsn steer-eval` on the demo model: the same rows as `steering_eval`, and its files."""
+    from lsn.cli import main
+
+    model, tokenizer, neurons, stats, _, prompts = demo
+    neurons.save_pretrained(tmp_path / "neurons")
+    stats.save(tmp_path / "stats.safetensors")
+    for lang in ("en", "es"):
+        (tmp_path / f"{lang}.txt").write_text("\n".join(prompts[lang][:3]) + "\n", encoding="utf-8")
+    argv = ["steer-eval", "--model", "lsn:demo", "--neurons", str(tmp_path / "neurons")]
+    argv += ["--stats", str(tmp_path / "stats.safetensors"), "--prompts", f"en={tmp_path / 'en.txt'}"]
+    argv += ["--prompts", f"es={tmp_path / 'es.txt'}", "--pairs", "en-de,es-zh", "--strengths", "4"]
+    argv += ["--max-new-tokens", "6", "--output", str(tmp_path / "out")]
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "out" / "steering.json").read_text())
+    expected = steering_eval(
+        model,
+        tokenizer,
+        {lang: prompts[lang][:3] for lang in ("en", "es")},
+        neurons=neurons,
+        stats=stats,
+        pairs=[("en", "de"), ("es", "zh")],
+        strengths=[4.0],
+        identifier=LanguageIdentifier("langid", languages=sorted(set(neurons.groups) | {"en", "es"})),
+        max_new_tokens=6,
+        progress=False,
+    )
+    assert [(r["method"], r["source"], r["target"], r["success"]) for r in saved["rows"]] == [
+        (r["method"], r["source"], r["target"], r["success"]) for r in expected.rows
+    ]
+    assert (tmp_path / "out" / "steering_heatmap.png").is_file()
+    capsys.readouterr()
+    assert main([*argv[:-2], "--pairs", "en-xx", "--output", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lsn steer-eval: error:") and "['xx']" in err

@@ -289,6 +289,7 @@ def build_parser(select_methods: bool = True) -> argparse.ArgumentParser:
     show.add_argument("--plots", default=None, help="directory for the PNG plots")
     _add_import_reference_parser(commands)
     _add_eval_matrix_parser(commands)
+    _add_steer_eval_parser(commands)
     return parser
 
 
@@ -634,6 +635,123 @@ def _eval_matrix(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+# ---------------------------------------------------------------------- steer-eval
+
+
+def _add_steer_eval_parser(commands) -> None:
+    st = commands.add_parser(
+        "steer-eval",
+        help="how well neurons force the output language, against random neurons, DiffMean and prompting",
+        description="Continue each source language's prompts steered to each target language (Language "
+        "Arithmetics: the source's neurons zeroed, strength x (mean_target - mean_others) added on the target's) "
+        "and let a language identifier judge the continuations. Writes steering.{json,csv} and plots.",
+    )
+    _add_model_args(st, "hub id or local path of a causal LM")
+    st.add_argument("--neurons", required=True, help="a neuron set (.json, directory or hub id)")
+    st.add_argument("--stats", required=True, help="statistics recorded with --record-sums (the steering values)")
+    st.add_argument(
+        "--prompts",
+        action="append",
+        type=_corpus_arg,
+        required=True,
+        metavar="LANG=SOURCE",
+        help="prompts of a source language: a .txt file (one per line), a .jsonl file or a hub dataset; repeat",
+    )
+    st.add_argument("--text-column", default="text", help="text field of .jsonl files and hub datasets")
+    st.add_argument("--split", default="test", help="split of hub datasets (default: test)")
+    st.add_argument("--num-prompts", type=_positive_int, default=20, help="prompts per source language (default: 20)")
+    st.add_argument(
+        "--prompt-words", type=_positive_int, default=None, help="cut each prompt to its first N words (e.g. 4)"
+    )
+    st.add_argument("--pairs", default=None, help="comma-separated SRC-TGT pairs (default: every source x group)")
+    st.add_argument("--strengths", default="2,4,8", help="comma-separated strengths (default: 2,4,8)")
+    st.add_argument(
+        "--methods",
+        default="neurons,random",
+        help="comma-separated: neurons, random, diffmean, prompt ('none' always runs; default: neurons,random)",
+    )
+    st.add_argument(
+        "--diffmean-corpus",
+        action="append",
+        type=_corpus_arg,
+        default=None,
+        metavar="LANG=SOURCE",
+        help="text per language for the DiffMean residual means (needed with --methods ...diffmean)",
+    )
+    st.add_argument("--identifier", default="langid", choices=["langid", "fasttext"], help="language identifier")
+    st.add_argument("--lid-model", default=None, metavar="PATH", help="fastText model file (lid.176, GlotLID ...)")
+    st.add_argument("--max-new-tokens", type=_positive_int, default=32, help="tokens per continuation (default: 32)")
+    st.add_argument("--batch-size", type=_positive_int, default=32, help="prompts per generate call (default: 32)")
+    st.add_argument("--seed", type=int, default=0, help="seed of the random-neuron control (default: 0)")
+    st.add_argument("--output", required=True, help="directory for steering.{json,csv} and the plots")
+
+
+def _steer_eval(args: argparse.Namespace) -> None:
+    from itertools import islice
+
+    from .corpora import load_corpus
+    from .language_id import LanguageIdentifier
+    from .neuron_set import NeuronSet
+    from .stats import ActivationStats
+
+    def split(text: str) -> list[str]:
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    neurons = NeuronSet.from_pretrained(args.neurons)
+    stats = ActivationStats.load(args.stats)
+    prompts = {}
+    for lang, spec in args.prompts:
+        texts = [
+            t.strip()
+            for t in islice(load_corpus(spec, text_column=args.text_column, split=args.split), args.num_prompts)
+            if t.strip()
+        ]
+        prompts[lang] = [" ".join(t.split()[: args.prompt_words]) for t in texts] if args.prompt_words else texts
+    pairs = None
+    if args.pairs:
+        pairs = [tuple(p.split("-", 1)) for p in split(args.pairs)]
+        if bad := [p for p in pairs if len(p) != 2 or not all(p)]:
+            raise ValueError(f"--pairs takes SRC-TGT pairs such as en-de, got {bad}.")
+    try:
+        strengths = [float(v) for v in split(args.strengths)]
+    except ValueError as err:
+        raise ValueError(f"--strengths takes numbers such as 2,4,8, got {args.strengths!r}.") from err
+    methods = split(args.methods)
+    languages = sorted({lang for pair in pairs or [] for lang in pair} | set(prompts) | set(neurons.groups))
+    identifier = LanguageIdentifier(args.identifier, languages=languages, model_path=args.lid_model)
+    if "diffmean" in methods and not args.diffmean_corpus:
+        raise ValueError("--methods diffmean needs --diffmean-corpus LANG=SOURCE for every target language.")
+    diffmean_corpora = {
+        g: load_corpus(s, text_column=args.text_column, split=args.split) for g, s in args.diffmean_corpus or []
+    }
+    model, tokenizer = _load(args, device=_device())
+    residual_means = None
+    if diffmean_corpora:
+        from .diffmean import record_residual_means
+
+        residual_means = record_residual_means(model, diffmean_corpora, tokenizer=tokenizer)
+    from .steering_eval import steering_eval
+
+    report = steering_eval(
+        model,
+        tokenizer,
+        prompts,
+        neurons=neurons,
+        stats=stats,
+        pairs=pairs,
+        strengths=strengths,
+        methods=methods,
+        identifier=identifier,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        residual_means=residual_means,
+        seed=args.seed,
+    )
+    print(report.to_markdown())
+    for path in report.save(args.output):
+        print(f"wrote {path}")
+
+
 _COMMANDS = {
     "record": _record,
     "select": _select,
@@ -641,6 +759,7 @@ _COMMANDS = {
     "generate": _generate,
     "show": _show,
     "import-reference": _import_reference,
+    "steer-eval": _steer_eval,
     "eval-matrix": _eval_matrix,
 }
 
