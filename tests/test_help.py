@@ -9,7 +9,7 @@ import pytest
 from lsn.cli import build_parser
 
 SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
-MODULES = ["lsn.train", "lsn.translate", "lsn.evaluate", "lsn.demo", "lsn.harness"]
+MODULES = ["lsn.train", "lsn.translate", "lsn.evaluate", "lsn.demo", "lsn.demo.export", "lsn.harness"]
 ENTRY_POINTS = [["lsn.cli"], *(["lsn.cli", c] for c in SUBCOMMANDS), *([m] for m in MODULES)]
 
 

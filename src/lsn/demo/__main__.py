@@ -21,7 +21,10 @@ from transformers import TrainingArguments
 
 from .. import nll_matrix, record_activations, select_lape
 from ..crosslingual import results_table
+from ..diffmean import record_residual_means
+from ..language_id import LanguageIdentifier
 from ..plotting import plot_neuron_set
+from ..steering_eval import SteeringReport, steering_eval
 from ..train import DataArguments, ModelArguments, NeuronArguments
 from ..train import main as train
 from .pretrain import DEMO_TOP_RATE, heldout_texts, load_demo_model, pretraining_texts
@@ -46,6 +49,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=DEMO_TOP_RATE,
         help="LAPE top rate; a tiny model needs far more than the paper's 0.01 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--steering-prompts",
+        type=int,
+        default=20,
+        help="prompts per source language for the steering stage; 0 skips it (default: %(default)s)",
     )
     parser.add_argument(
         "--finetune-steps",
@@ -98,14 +107,47 @@ def main(argv: list[str] | None = None) -> None:
     plots += [p for p in matrix.save(out) if p.suffix == ".png"]
     print(matrix.to_markdown())
 
+    # ---------------------------------------------------------------- steer: force the output language
+    steering = _steering(model, tokenizer, neurons, stats, texts, heldout, args, out) if args.steering_prompts else None
+    if steering is not None:
+        plots += [p for p in steering.save(out / "steering") if p.suffix == ".png"]
+        print(steering.to_markdown())
+
     # ---------------------------------------------------------------- fine-tune on English NLI, evaluate zero-shot
     table = _finetune(out, args.finetune_steps) if args.finetune_steps > 0 else ""
     print(table)
 
     # ---------------------------------------------------------------- report
     report = out / "report.md"
-    report.write_text(_report(model, stats, neurons, matrix, args, plots, out, table), encoding="utf-8")
+    report.write_text(_report(model, stats, neurons, matrix, steering, args, plots, out, table), encoding="utf-8")
     logger.info("wrote %s (%.0f s in all)", report, time.time() - start)
+
+
+STEERING_PAIRS = [("en", "de"), ("de", "en"), ("en", "ru"), ("es", "zh"), ("ru", "es"), ("en", "hi")]
+STEERING_STRENGTHS = (2.0, 4.0, 8.0)
+
+
+def _steering(model, tokenizer, neurons, stats, texts, heldout, args, out: Path) -> SteeringReport:
+    """Language Arithmetics with the LAPE neurons vs as many random neurons, DiffMean and prompting, on the first
+    four words of held-out documents, judged by the offline `langid` identifier."""
+    means = record_residual_means(
+        model, texts, tokenizer=tokenizer, seq_len=SEQ_LEN, batch_size=BATCH_SIZE, max_tokens=args.record_tokens
+    )
+    sources = dict.fromkeys(source for source, _ in STEERING_PAIRS)
+    prompts = {s: [" ".join(doc.split()[:4]) for doc in heldout[s][: args.steering_prompts]] for s in sources}
+    return steering_eval(
+        model,
+        tokenizer,
+        prompts,
+        neurons=neurons,
+        stats=stats,
+        pairs=STEERING_PAIRS,
+        strengths=STEERING_STRENGTHS,
+        methods=("neurons", "random", "diffmean", "prompt"),
+        identifier=LanguageIdentifier("langid", languages=list(LANGUAGES)),
+        residual_means=means,
+        max_new_tokens=12,
+    )
 
 
 FINETUNE_CONDITIONS = ("lora", "neuron-lora", "random-neuron-lora")
@@ -153,7 +195,28 @@ def _finetune(out: Path, steps: int) -> str:
     return results_table(results, "accuracy", out / "finetune", baseline="lora")
 
 
-def _report(model, stats, neurons, matrix, args, plots: list[Path], out: Path, table: str) -> str:
+def _steering_section(steering: SteeringReport | None, args) -> list[str]:
+    if steering is None:
+        return []
+    pairs = ", ".join(f"{s}->{t}" for s, t in STEERING_PAIRS)
+    return [
+        "## 4. Steering the output language",
+        "",
+        f"Language Arithmetics (Gurgurov et al. 2025): the source language's LAPE neurons zeroed, the target's "
+        "raised by `strength x (mean_target - mean_others)`; against as many random neurons per layer, a "
+        "residual-stream DiffMean vector (middle layer) and an instruction naming the target language. "
+        f"{args.steering_prompts} prompts per pair ({pairs}: the first four words of held-out documents), 12 new "
+        "tokens, judged by `langid` restricted to the seven languages. Success: the share of continuations "
+        "identified as the target, at each method's best strength of "
+        f"{'/'.join(f'{s:g}' for s in STEERING_STRENGTHS)} per pair; fluency: mean token NLL of the continuation "
+        "under the unmodified model (lower is more fluent).",
+        "",
+        steering.to_markdown(),
+        "",
+    ]
+
+
+def _report(model, stats, neurons, matrix, steering, args, plots: list[Path], out: Path, table: str) -> str:
     c = model.config
     counts = neurons.counts_per_layer()
     delta = matrix.delta
@@ -205,9 +268,10 @@ def _report(model, stats, neurons, matrix, args, plots: list[Path], out: Path, t
         "",
         *verdict,
         "",
+        *_steering_section(steering, args),
         *(
             [
-                "## 4. Fine-tuning on English NLI, zero-shot on every language",
+                "## 5. Fine-tuning on English NLI, zero-shot on every language",
                 "",
                 "The world's NLI task in the XNLI schema (premise + EOS + hypothesis, a linear head on the last "
                 f"token), {args.finetune_steps} steps on English only; accuracy (%) on 300 test items per language, "
