@@ -33,6 +33,11 @@ logger = logging.getLogger("lsn")
 __all__ = ["main", "build_parser"]
 
 
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated list flag (`--groups en,fr`) as its non-empty items; `None` when not given."""
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
 def _corpus_arg(value: str) -> tuple[str, str]:
     group, sep, spec = value.partition("=")
     if not sep or not group or not spec:
@@ -399,7 +404,7 @@ def _select(args: argparse.Namespace) -> None:
     if args.groups:
         if not hasattr(stats, "select_groups"):
             raise ValueError(f"--groups selects groups of statistics; --method {args.method} reads its whole file.")
-        stats = stats.select_groups([g.strip() for g in args.groups.split(",") if g.strip()])
+        stats = stats.select_groups(_names(args.groups))
     neurons = method.fn(stats, **given)
     _write(neurons, args.output)
     print(neurons.summary())
@@ -430,7 +435,7 @@ def _nll_matrix(args: argparse.Namespace) -> None:
 
     neurons = NeuronSet.from_pretrained(args.neurons)
     corpora = _corpora(args)
-    groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
+    groups = _names(args.groups)
     if unknown := [g for g in groups or [] if g not in neurons.groups]:
         raise ValueError(f"--groups {', '.join(unknown)}: not in the neuron set (its groups: {neurons.groups}).")
     _check_seq_len(args)
@@ -574,7 +579,7 @@ def _import_reference(args: argparse.Namespace) -> None:
 
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model))
-    groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
+    groups = _names(args.groups)
     neurons = NeuronSet.from_reference(args.neurons, groups=groups, num_neurons=args.num_neurons, model=model)
     if args.model:
         neurons.model["model_name"] = args.model
@@ -613,17 +618,14 @@ def _eval_matrix(args: argparse.Namespace) -> None:
     except ImportError as err:
         raise ValueError(f"`lsn eval-matrix` needs lm-evaluation-harness: pip install 'lsn[harness]' ({err}).") from err
 
-    def split(text: str | None) -> list[str] | None:
-        return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
     batch_size = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
     matrix = harness_matrix(
         args.model_args,
-        split(args.tasks),
-        groups=split(args.groups),
+        _names(args.tasks),
+        groups=_names(args.groups),
         random_control=args.random_control,
-        metrics=split(args.metrics),
+        metrics=_names(args.metrics),
         include_path=args.include_path,
         limit=limit,
         num_fewshot=args.num_fewshot,
@@ -694,9 +696,6 @@ def _steer_eval(args: argparse.Namespace) -> None:
     from .neuron_set import NeuronSet
     from .stats import ActivationStats
 
-    def split(text: str) -> list[str]:
-        return [t.strip() for t in text.split(",") if t.strip()]
-
     neurons = NeuronSet.from_pretrained(args.neurons)
     stats = ActivationStats.load(args.stats)
     prompts = {}
@@ -709,14 +708,14 @@ def _steer_eval(args: argparse.Namespace) -> None:
         prompts[lang] = [" ".join(t.split()[: args.prompt_words]) for t in texts] if args.prompt_words else texts
     pairs = None
     if args.pairs:
-        pairs = [tuple(p.split("-", 1)) for p in split(args.pairs)]
+        pairs = [tuple(p.split("-", 1)) for p in _names(args.pairs)]
         if bad := [p for p in pairs if len(p) != 2 or not all(p)]:
             raise ValueError(f"--pairs takes SRC-TGT pairs such as en-de, got {bad}.")
     try:
-        strengths = [float(v) for v in split(args.strengths)]
+        strengths = [float(v) for v in _names(args.strengths)]
     except ValueError as err:
         raise ValueError(f"--strengths takes numbers such as 2,4,8, got {args.strengths!r}.") from err
-    methods = split(args.methods)
+    methods = _names(args.methods)
     languages = sorted({lang for pair in pairs or [] for lang in pair} | set(prompts) | set(neurons.groups))
     identifier = LanguageIdentifier(args.identifier, languages=languages, model_path=args.lid_model)
     if "diffmean" in methods and not args.diffmean_corpus:

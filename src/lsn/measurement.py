@@ -25,7 +25,7 @@ from .neuron_set import NeuronSet
 from .scoring import token_nll
 from .selection import random_neurons
 
-__all__ = ["NLLMatrix", "evaluation_batches", "mean_token_nll", "nll_matrix"]
+__all__ = ["NLLMatrix", "delta_markdown", "evaluation_batches", "mean_token_nll", "nll_matrix"]
 
 
 def evaluation_batches(
@@ -61,6 +61,21 @@ def mean_token_nll(model: nn.Module, batches: Iterable[Batch], *, desc: str | No
     if count == 0:
         raise ValueError("No tokens to predict: every evaluation sequence is a single token.")
     return total / count, count
+
+
+def delta_markdown(matrix, *, corner: str, baseline_label: str, digits: int) -> str:
+    """A deactivation matrix (`.rows`, `.columns`, `.baseline`, `.delta`, `.neurons`) as a markdown table of the
+    change per row, with the baseline as the first row."""
+    head = f"| {corner} | " + " | ".join(matrix.columns) + " |"
+    rule = "|---" * (len(matrix.columns) + 1) + "|"
+    base = f"| {baseline_label} | " + " | ".join(f"{v:.{digits}f}" for v in matrix.baseline.tolist()) + " |"
+    rows = [
+        f"| {row} ({matrix.neurons.get(row, 0)}) | "
+        + " | ".join(f"{v:+.{digits}f}" for v in matrix.delta[i].tolist())
+        + " |"
+        for i, row in enumerate(matrix.rows)
+    ]
+    return "\n".join([head, rule, base, *rows])
 
 
 @dataclass
@@ -124,14 +139,7 @@ class NLLMatrix:
 
     def to_markdown(self) -> str:
         """Delta NLL table, rows deactivated, columns evaluated; the baseline as the first row."""
-        head = "| deactivated \\ evaluated | " + " | ".join(self.columns) + " |"
-        rule = "|---" * (len(self.columns) + 1) + "|"
-        base = "| (baseline NLL) | " + " | ".join(f"{v:.3f}" for v in self.baseline.tolist()) + " |"
-        rows = [
-            f"| {row} ({self.neurons.get(row, 0)}) | " + " | ".join(f"{v:+.3f}" for v in self.delta[i].tolist()) + " |"
-            for i, row in enumerate(self.rows)
-        ]
-        return "\n".join([head, rule, base, *rows])
+        return delta_markdown(self, corner="deactivated \\ evaluated", baseline_label="(baseline NLL)", digits=3)
 
     def save(self, directory: str | os.PathLike, plot: bool = True) -> list[Path]:
         """`nll_matrix.json`, `nll_matrix.csv` (long form) and, with `plot`, `nll_matrix.png`."""

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .neuron_set import NeuronSet  # noqa: E402
 
-__all__ = ["plot_layer_counts", "plot_neuron_set", "plot_nll_matrix", "plot_overlap"]
+__all__ = ["plot_delta_matrix", "plot_layer_counts", "plot_neuron_set", "plot_nll_matrix", "plot_overlap"]
 
 
 def plot_layer_counts(neuron_set: NeuronSet, path: str | os.PathLike, title: str | None = None) -> Path:
@@ -79,28 +79,42 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
-def plot_nll_matrix(matrix, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Heatmap of the NLL change: rows the deactivated group, columns the evaluated group."""
+def plot_delta_matrix(
+    matrix,
+    path: str | os.PathLike,
+    *,
+    title: str,
+    xlabel: str,
+    colorbar_label: str,
+    cmap: str = "RdBu_r",
+    digits: int = 2,
+) -> Path:
+    """Heatmap of a deactivation matrix's change vs its baseline (`matrix.delta`, `.rows`, `.columns`, `.neurons`):
+    rows the deactivated group (with its neuron count), columns what was measured."""
     delta = matrix.delta.numpy()
-    limit = max(abs(float(delta.min())), abs(float(delta.max())), 1e-6)
+    limit = max(abs(float(delta.min())), abs(float(delta.max())), 1e-6) if delta.size else 1.0
     rows, cols = len(matrix.rows), len(matrix.columns)
     fig, ax = plt.subplots(figsize=(1.6 + 0.7 * cols, 1.0 + 0.5 * rows))
-    image = ax.imshow(delta, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    image = ax.imshow(delta, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(cols), matrix.columns, rotation=45, ha="right")
     ax.set_yticks(range(rows), [f"{r} ({matrix.neurons.get(r, 0)})" for r in matrix.rows])
-    ax.set_xlabel("evaluated language")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("deactivated neurons (count)")
     for i in range(rows):
         for j in range(cols):
-            ax.text(
-                j,
-                i,
-                f"{delta[i, j]:+.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if abs(delta[i, j]) > 0.6 * limit else "black",
-            )
-    ax.set_title(title or "NLL change when deactivating each group's neurons", wrap=True)  # within narrow figures
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="delta NLL (nats)")
+            color = "white" if abs(delta[i, j]) > 0.6 * limit else "black"
+            ax.text(j, i, f"{delta[i, j]:+.{digits}f}", ha="center", va="center", fontsize=7, color=color)
+    ax.set_title(title, wrap=True)  # within narrow figures
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=colorbar_label)
     return _save(fig, path)
+
+
+def plot_nll_matrix(matrix, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Heatmap of the NLL change: rows the deactivated group, columns the evaluated group."""
+    return plot_delta_matrix(
+        matrix,
+        path,
+        title=title or "NLL change when deactivating each group's neurons",
+        xlabel="evaluated language",
+        colorbar_label="delta NLL (nats)",
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..measurement import delta_markdown
 from ..selection import random_neurons
 from .spec import LSN_KEYS, LsnArgs, attach, parse_lsn_args
 
@@ -78,14 +79,7 @@ class HarnessMatrix:
 
     def to_markdown(self) -> str:
         """Metric change per row and column; the baseline as the first row."""
-        head = "| deactivated \\ metric | " + " | ".join(self.columns) + " |"
-        rule = "|---" * (len(self.columns) + 1) + "|"
-        base = "| (baseline) | " + " | ".join(f"{v:.4f}" for v in self.baseline.tolist()) + " |"
-        rows = [
-            f"| {row} ({self.neurons.get(row, 0)}) | " + " | ".join(f"{v:+.4f}" for v in self.delta[i].tolist()) + " |"
-            for i, row in enumerate(self.rows)
-        ]
-        return "\n".join([head, rule, base, *rows])
+        return delta_markdown(self, corner="deactivated \\ metric", baseline_label="(baseline)", digits=4)
 
     def save(self, directory: str | os.PathLike, plot: bool = True) -> list[Path]:
         """`harness_matrix.{json,csv,md}` and, with `plot`, the heatmap `harness_matrix.png`."""
@@ -129,24 +123,17 @@ class HarnessMatrix:
 
 def plot_harness_matrix(matrix: HarnessMatrix, path: str | os.PathLike, title: str | None = None) -> Path:
     """Heatmap of the metric change: rows the deactivated group, columns the task metrics."""
-    from ..plotting import _save, plt
+    from ..plotting import plot_delta_matrix
 
-    delta = matrix.delta.numpy()
-    limit = max(abs(float(delta.min())), abs(float(delta.max())), 1e-6) if delta.size else 1.0
-    rows, cols = len(matrix.rows), len(matrix.columns)
-    fig, ax = plt.subplots(figsize=(3.5 + 0.9 * cols, 1.5 + 0.5 * rows))
-    image = ax.imshow(delta, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(range(cols), matrix.columns, rotation=45, ha="right")
-    ax.set_yticks(range(rows), [f"{r} ({matrix.neurons.get(r, 0)})" for r in matrix.rows])
-    ax.set_xlabel("task / metric")
-    ax.set_ylabel("deactivated neurons (count)")
-    for i in range(rows):
-        for j in range(cols):
-            color = "white" if abs(delta[i, j]) > 0.6 * limit else "black"
-            ax.text(j, i, f"{delta[i, j]:+.3f}", ha="center", va="center", fontsize=7, color=color)
-    ax.set_title(title or "Metric change when deactivating each group's neurons")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="delta (vs baseline)")
-    return _save(fig, path)
+    return plot_delta_matrix(
+        matrix,
+        path,
+        title=title or "Metric change when deactivating each group's neurons",
+        xlabel="task / metric",
+        colorbar_label="delta (vs baseline)",
+        cmap="RdBu",
+        digits=3,
+    )
 
 
 def harness_matrix(
