@@ -17,6 +17,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from transformers import TrainingArguments
 
 from .. import nll_matrix, record_activations, select_lape
@@ -27,7 +28,7 @@ from ..plotting import plot_neuron_set
 from ..steering_eval import SteeringReport, steering_eval
 from ..train import DataArguments, ModelArguments, NeuronArguments
 from ..train import main as train
-from .pretrain import DEMO_TOP_RATE, heldout_texts, load_demo_model, pretraining_texts
+from .pretrain import DEMO_TOP_RATE, SETTINGS, heldout_texts, load_demo_model, pretraining_texts
 from .tasks import WORLD_DATA
 from .world import LANGUAGES
 
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Float sums (and so the fine-tuning figures) depend on the thread count: the README's come from 2 threads.
+    torch.set_num_threads(SETTINGS["threads"])
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
