@@ -77,7 +77,7 @@ def _load_fasttext(path: Path):
         import fasttext
     except ImportError as err:
         raise ImportError(
-            "The fastText backend needs the `fasttext` package: `pip install "lsn[fasttext]"` (fasttext-wheel)."
+            "The fastText backend needs the `fasttext` package: `pip install 'lsn[fasttext]'` (fasttext-wheel)."
         ) from err
     return fasttext.load_model(str(path))
 

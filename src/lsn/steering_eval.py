@@ -94,7 +94,10 @@ class SteeringReport:
         summary = self.summary(metric)
         for m in self.methods:
             best = self.best(m, metric)
-            cells = [f"{best[p][metric]:.2f}" + ("" if m == "none" else f" (x{best[p]['strength']:g})") for p in pairs]
+            cells = [
+                f"{best[p][metric]:.2f}" + ("" if m in ("none", "prompt") else f" (x{best[p]['strength']:g})")
+                for p in pairs
+            ]
             fluency = [best[p]["fluency"] for p in pairs if not math.isnan(best[p]["fluency"])]
             mean_fluency = sum(fluency) / len(fluency) if fluency else float("nan")
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {summary[m]:.2f} | {mean_fluency:.2f} |")
