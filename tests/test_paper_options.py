@@ -263,3 +263,89 @@ def test_tiny_paper_recipes_run_offline(tmp_path, monkeypatch, task):
         assert config.dense_lora_modules == ["q_proj", "k_proj", "v_proj"] and "dropped" in results["en"]
     else:
         assert results["en"]["dropped"] >= 0
+
+
+# ---------------------------------------------------------------- Mondal et al.'s LAPE variant
+
+
+def mondal_lape_by_hand(p_klj: torch.Tensor, top_rate: float):
+    """Their algorithm on `(groups, layers, neurons)` probabilities, in plain torch."""
+    bar = p_klj.flatten().quantile(0.95).item()
+    norm = p_klj / (p_klj.sum(0) + 1e-10)
+    lape = -(norm * torch.log(norm + 1e-10)).sum(0)
+    lape[(p_klj > bar).sum(0) == 0] = torch.inf
+    m = round(top_rate * lape.numel())
+    cutoff = lape.flatten().sort()[0][:m].max()
+    chosen = torch.nonzero(lape <= cutoff)
+    return {k: {tuple(ij) for ij in chosen.tolist() if p_klj[k, ij[0], ij[1]] > bar} for k in range(p_klj.shape[0])}
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_lape_mondal_variant_equals_their_algorithm(tied):
+    torch.manual_seed(0)
+    tokens = torch.tensor([1000, 1200, 900])
+    counts = (torch.rand(3, 40, 3) ** 2 * tokens * 0.7).long()
+    if tied:  # many neurons of exactly equal entropy: the `<=` cutoff keeps all of them
+        counts[0, :10] = torch.tensor([900, 0, 0])
+    stats = lsn.ActivationStats(counts=counts, tokens=tokens, groups=["a", "b", "c"])
+    got = lsn.select_lape(stats, top_rate=0.05, variant="mondal")
+    expected = mondal_lape_by_hand(stats.probabilities().permute(2, 0, 1).float(), 0.05)
+    for k, g in enumerate(stats.groups):
+        pairs = {(layer, int(j)) for layer, idx in enumerate(got[g]) for j in idx}
+        assert pairs == expected[k]
+    assert got.parameters["variant"] == "mondal"
+    assert got.parameters["filter_bar"] == pytest.approx(stats.probabilities().flatten().quantile(0.95).item())
+    default = lsn.select_lape(stats, top_rate=0.05)
+    if tied:  # ties beyond the budget: the default keeps exactly round(N * top_rate) in all
+        assert (
+            len(set().union(*[{(l, int(j)) for l, idx in enumerate(default[g]) for j in idx} for g in stats.groups]))
+            <= 6
+            < sum(map(len, expected.values()))
+        )
+
+
+# ---------------------------------------------------------------- Neuron Specialization: fc1 rows only
+
+
+def test_task_masks_weight_rows_equal_masked_fc1_weight():
+    from lsn.translation import TaskMasks
+
+    model = make_tiny_model("opt").eval()
+    sites = lsn.find_neuron_sites(model)
+    width = sites[0].num_neurons
+    keep = {layer: sorted(torch.randperm(width)[: width // 2].tolist()) for layer in range(len(sites))}
+    neurons = lsn.NeuronSet({"t": [keep[s.index] for s in sites]}, num_layers=len(sites), num_neurons=width)
+    x = torch.randint(0, model.config.vocab_size, (2, 6))
+    fc1 = sites[0].input_modules[0]
+    with torch.no_grad():
+        fc1.bias.normal_()  # a bias that matters
+    masks = TaskMasks(neurons, mode="weight_rows")
+    with masks.attached(model):
+        masks.set_task("t")
+        out = model(x).logits
+        out.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    # by hand: fc1's rows outside the set zeroed in the forward (W1 := m * W1), the bias left on
+    reference = copy.deepcopy(model)
+    reference.zero_grad()
+    originals = {}
+    for site in lsn.find_neuron_sites(reference):
+        m = torch.zeros(width)
+        m[keep[site.index]] = 1
+        layer = site.input_modules[0]
+        originals[site.index] = layer.weight
+        weight = layer.weight
+        del layer.weight
+        layer.weight = weight * m[:, None]  # a non-leaf: gradients reach the original through it
+    expected = reference(x).logits
+    expected.sum().backward()
+    torch.testing.assert_close(out, expected)
+    site0 = lsn.find_neuron_sites(reference)[0]
+    torch.testing.assert_close(grads[f"{sites[0].path}.fc1.bias"], site0.input_modules[0].bias.grad)
+    torch.testing.assert_close(grads[f"{sites[0].path}.fc1.weight"], originals[0].grad)
+    masked = torch.ones(width, dtype=torch.bool)
+    masked[keep[0]] = False
+    assert grads[f"{sites[0].path}.fc1.weight"][masked].abs().sum() == 0
+    assert grads[f"{sites[0].path}.fc1.bias"][masked].abs().sum() > 0  # the bias still trains
+    with pytest.raises(ValueError, match="mode"):
+        TaskMasks(neurons, mode="rows")
