@@ -349,3 +349,39 @@ def test_task_masks_weight_rows_equal_masked_fc1_weight():
     assert grads[f"{sites[0].path}.fc1.bias"][masked].abs().sum() > 0  # the bias still trains
     with pytest.raises(ValueError, match="mode"):
         TaskMasks(neurons, mode="rows")
+
+
+# ---------------------------------------------------------------- Mondal et al.'s "mean": of the pre-activation
+
+
+def test_pre_mean_values_by_hand():
+    from conftest import padded_batches
+
+    model = make_tiny_model("llama").eval()
+    corpora = {"a": padded_batches(2, seed=1), "b": padded_batches(2, seed=2)}
+    stats = lsn.record_activations(model, corpora, record_sums=True, progress=False)
+    sites = lsn.find_neuron_sites(model)
+    for k, group in enumerate(["a", "b"]):
+        total = torch.zeros(len(sites), sites[0].num_neurons, dtype=torch.float64)
+        tokens = 0
+        for batch in corpora[group]:
+            seen: dict[int, torch.Tensor] = {}
+            handles = [
+                s.input_modules[0].register_forward_hook(lambda m, a, out, i=s.index, d=seen: d.__setitem__(i, out))
+                for s in sites
+            ]
+            try:
+                with torch.no_grad():
+                    model(**batch)
+            finally:
+                for h in handles:
+                    h.remove()
+            mask = batch["attention_mask"].bool()
+            tokens += int(mask.sum())
+            for i, pre in seen.items():  # gate_proj(x) over real tokens
+                total[i] += pre[mask].double().sum(0)
+        torch.testing.assert_close(stats.pre_means()[..., k], total / tokens)
+        values = lsn.neuron_values(stats, group, statistic="pre_mean")
+        torch.testing.assert_close(values, (total / tokens).float())
+    # the post-activation mean is another table
+    assert not torch.allclose(stats.pre_means(), stats.means())
