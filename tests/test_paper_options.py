@@ -385,3 +385,48 @@ def test_pre_mean_values_by_hand():
         torch.testing.assert_close(values, (total / tokens).float())
     # the post-activation mean is another table
     assert not torch.allclose(stats.pre_means(), stats.means())
+
+
+# ---------------------------------------------------------------- Neuron Specialization: padding counted
+
+
+def test_count_padding_counts_every_position_by_hand(monkeypatch):
+    from conftest import padded_batches
+
+    from lsn.corpora import COUNT_PADDING
+    from lsn.translation import identification
+
+    model = make_tiny_model("llama").eval()
+    batches = padded_batches(2, seed=3)
+    assert any((b["attention_mask"] == 0).any() for b in batches)
+    stats = lsn.record_activations(model, {"t": [b | {COUNT_PADDING: True} for b in batches]}, progress=False)
+    real = lsn.record_activations(model, {"t": batches}, progress=False)
+    sites = lsn.find_neuron_sites(model)
+    counts = torch.zeros(len(sites), sites[0].num_neurons, dtype=torch.long)
+    for batch in batches:  # the model still sees its attention mask; every position counts
+        seen: dict[int, torch.Tensor] = {}
+        handles = [
+            s.activation.register_forward_hook(lambda m, a, out, i=s.index, d=seen: d.__setitem__(i, out))
+            for s in sites
+        ]
+        try:
+            with torch.no_grad():
+                model(**batch)
+        finally:
+            for h in handles:
+                h.remove()
+        for i, act in seen.items():
+            counts[i] += (act > 0).reshape(-1, act.shape[-1]).sum(0)
+    assert int(stats.tokens[0]) == sum(b["input_ids"].numel() for b in batches) > int(real.tokens[0])
+    assert torch.equal(stats.counts[..., 0], counts)
+
+    captured = {}
+
+    def fake_record(model, corpora, progress=True):
+        captured.update(corpora)
+        return real
+
+    monkeypatch.setattr(identification, "record_activations", fake_record)
+    monkeypatch.setattr(identification, "direction_batches", lambda *a, **k: batches)
+    identification.identify(model, None, None, {"en-de": []}, count_padding=True)
+    assert all(b[COUNT_PADDING] is True for b in captured["en-de"])

@@ -98,6 +98,9 @@ class SpecializationArguments:
     pivot: str = field(default="en", metadata={"help": "Pivot language for direction families and averages."})
     direction_temperature: float = field(default=5.0, metadata={"help": "Temperature of direction sampling."})
     specialize: bool = field(default=True, metadata={"help": "Train with task masks (false: the unmasked baseline)."})
+    count_padding: bool = field(
+        default=False, metadata={"help": "Identification counts padding positions too (Tan et al.'s code)."}
+    )
     mask_mode: Literal["activation", "weight_rows"] = field(
         default="activation",
         metadata={
@@ -163,6 +166,7 @@ def run_identify(model_args, data, spec, training) -> NeuronSet:
         k=k,
         encoder_k=spec.encoder_k,
         batch_size=spec.identify_batch_size,
+        count_padding=spec.count_padding,
     )
     out = neuron_path(spec, training)
     if training.process_index == 0:
