@@ -49,6 +49,7 @@ class Batch:
         return int(self.masks[side].sum())
 
 
+COUNT_PADDING = "lsn_count_padding"  # a batch key: count every position, padding included
 CorpusSpec = Any  # texts (list / iterable / datasets.Dataset) or an iterable of batch dicts
 
 
@@ -146,6 +147,12 @@ def _pack(windows: list[list[int]], pad_id: int) -> Batch:
 
 
 def _as_batch(group: str, batch: Mapping, encoder_decoder: bool) -> Batch:
+    """A batch dict as model inputs and real-token masks. The key `lsn_count_padding` (true) makes every position
+    count, padding included (Tan et al.'s identification); it is not passed to the model."""
+    batch = dict(batch)
+    if bool(batch.pop(COUNT_PADDING, False)):
+        out = _as_batch(group, batch, encoder_decoder)
+        return Batch(out.inputs, {side: torch.ones_like(m) for side, m in out.masks.items()})
     inputs = {k: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v)) for k, v in batch.items()}
     input_ids = inputs["input_ids"]
     if input_ids.ndim != 2:

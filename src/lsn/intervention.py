@@ -25,7 +25,7 @@ __all__ = ["EFFECTS", "Effect", "Intervention", "Statistic", "apply_intervention
 
 Effect = Literal["zero", "set", "scale", "add"]
 EFFECTS: tuple[str, ...] = get_args(Effect)
-Statistic = Literal["mean", "quantile"]
+Statistic = Literal["mean", "pre_mean", "quantile"]
 
 
 def _statistic(stats: ActivationStats, group: str, statistic: Statistic) -> torch.Tensor:
@@ -33,11 +33,13 @@ def _statistic(stats: ActivationStats, group: str, statistic: Statistic) -> torc
     k = stats.group_index(group)
     if statistic == "mean":
         return stats.means()[..., k]
+    if statistic == "pre_mean":  # Mondal et al.'s "mean": of the pre-activation, written after the activation
+        return stats.pre_means()[..., k]
     if statistic == "quantile":
         if stats.quantile_means is None:
             raise ValueError("These statistics hold no quantile estimates; record with `quantile=0.9` (say).")
         return stats.quantile_means[..., k]
-    raise ValueError(f"Unknown `statistic={statistic!r}`; choose 'mean' or 'quantile'.")
+    raise ValueError(f"Unknown `statistic={statistic!r}`; choose 'mean', 'pre_mean' or 'quantile'.")
 
 
 def neuron_values(
@@ -52,7 +54,8 @@ def neuron_values(
 
     `strength * statistic(group)`, or with `relative_to` (`"others"` = every other group, or named groups) the
     steering difference `strength * (statistic(group) - mean over those groups of statistic)`. `statistic="mean"`
-    needs sums (`record_sums=True`); `"quantile"` the recorded quantile estimates.
+    needs sums (`record_sums=True`), as does `"pre_mean"` (the mean PRE-activation, Mondal et al.'s "mean");
+    `"quantile"` the recorded quantile estimates.
     """
     table = _statistic(stats, group, statistic)
     if relative_to is not None:

@@ -44,6 +44,7 @@ class _Accumulators:
 
     counts: list[torch.Tensor]
     sums: list[torch.Tensor] | None
+    pre_sums: list[torch.Tensor] | None
     quantile_sums: list[torch.Tensor] | None
     above_quantile: list[torch.Tensor] | None
     above_threshold: list[torch.Tensor] | None
@@ -58,6 +59,7 @@ class _Accumulators:
         return cls(
             counts=zeros(torch.int64),
             sums=zeros(torch.float64) if record_sums else None,
+            pre_sums=zeros(torch.float64) if record_sums else None,
             quantile_sums=zeros(torch.float64) if quantile is not None else None,
             above_quantile=zeros(torch.int64) if quantile is not None else None,
             above_threshold=zeros(torch.int64) if threshold else None,
@@ -156,6 +158,7 @@ class _Recorder:
             self.acc.counts[site.index][self.group, cols] += fired.to(torch.int64)
             if self.acc.sums is not None:
                 self.acc.sums[site.index][self.group, cols] += torch.mm(weights, act)[0]
+                self.acc.pre_sums[site.index][self.group, cols] += torch.mm(weights, pre.reshape(act.shape))[0]
         else:  # half precision: a product would round counts, so reduce booleans
             fired = act > 0
             if padded:
@@ -166,6 +169,10 @@ class _Recorder:
                 if padded:
                     values *= self._mask(site.side, act.device, values.dtype)[:, None]
                 self.acc.sums[site.index][self.group, cols] += values.sum(0)
+                values = pre.reshape(act.shape).float()
+                if padded:
+                    values *= self._mask(site.side, act.device, values.dtype)[:, None]
+                self.acc.pre_sums[site.index][self.group, cols] += values.sum(0)
         if self.quantile is not None or self.thresholds is not None:
             mask = self._mask(site.side, act.device) if padded else None
             pre = pre.reshape(-1, pre.shape[-1])
@@ -368,7 +375,8 @@ def record_activations(
             used exactly as given.
         tokenizer: needed for text groups, which are tokenized, concatenated and packed into
             `seq_len`-token windows (no padding), `max_tokens` per group at most.
-        record_sums: also sum each neuron's activation (for mean-value interventions).
+        record_sums: also sum each neuron's activation and its pre-activation (for mean-value interventions:
+            `stats.means()`, `stats.pre_means()`).
         quantile: also estimate, per batch, this quantile of each neuron's pre-activation over the
             batch's real tokens, averaged over batches per group (pass 1 of Mondal et al. 2025:
             `0.9`; read with `stats.group_quantiles()` or `stats.pooled_quantile()`).
@@ -510,6 +518,7 @@ def record_activations(
         tokens=tokens["decoder"],
         groups=groups,
         sums=stacked.get("sums"),
+        pre_sums=stacked.get("pre_sums"),
         quantile=quantile,
         quantile_means=quantile_means,
         quantile_batches=batches if quantile is not None else None,

@@ -15,6 +15,7 @@ function's keyword parameters and the help texts given at registration. Adding a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -92,6 +93,16 @@ def _kth_smallest(values: torch.Tensor, rate: float) -> float:
     return flat.kthvalue(k).values.item()
 
 
+def _linear_quantile(values: torch.Tensor, q: float) -> float:
+    """`torch.quantile(values.flatten(), q)` (linear interpolation between ranks), with no size limit."""
+    flat = values.flatten().double()
+    pos = q * (flat.numel() - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    low = flat.kthvalue(lo + 1).values.item()
+    high = flat.kthvalue(hi + 1).values.item() if hi != lo else low
+    return low + (high - low) * (pos - lo)
+
+
 def _per_layer(flat_index: torch.Tensor, num_layers: int, num_neurons: int) -> list[torch.Tensor]:
     flat_index = torch.sort(flat_index).values
     layers = flat_index // num_neurons
@@ -134,12 +145,15 @@ def lape_entropy(stats: ActivationStats) -> torch.Tensor:
     top_rate="share of all neurons kept (the paper: 0.01; small models need more)",
     filter_rate="rank of the filter bar among all probabilities",
     activation_bar_ratio="rank of the bar a group's probability must exceed to own a neuron",
+    variant="tang (Tang et al.'s code, the default) or mondal (Mondal et al.'s code: torch.quantile bars, "
+    "every neuron tied with the cutoff entropy kept)",
 )
 def select_lape(
     stats: ActivationStats,
     top_rate: float = 0.01,
     filter_rate: float = 0.95,
     activation_bar_ratio: float = 0.95,
+    variant: Literal["tang", "mondal"] = "tang",
 ) -> NeuronSet:
     """Language activation probability entropy (Tang et al. 2024).
 
@@ -147,6 +161,11 @@ def select_lape(
     among those firing above the `filter_rate` bar in some group, and gives each to every
     group where its probability exceeds the `activation_bar_ratio` bar. Small models need a
     larger `top_rate` (e.g. 0.05-0.1) to find neurons with a measurable effect.
+
+    `variant="mondal"` reproduces Mondal et al.'s code: the bars are `torch.quantile` values (linear
+    interpolation, not a rank), the entropy is `-sum q ln(q + 1e-10)` with `q = p / (sum p + 1e-10)`, and every
+    neuron whose entropy is `<=` the cutoff (the largest of the `round(...)` lowest) is kept, so ties at the
+    cutoff can keep more than the budget (and, when fewer neurons pass the filter, every neuron).
     """
     for name, value in (
         ("top_rate", top_rate),
@@ -157,22 +176,30 @@ def select_lape(
             raise ValueError(f"`{name}` must lie in (0, 1], got {value}.")
     if len(stats.groups) < 2:
         raise ValueError(f"LAPE compares groups; these statistics hold only {stats.groups}. Record at least two.")
+    if variant not in ("tang", "mondal"):
+        raise ValueError(f"`variant` must be 'tang' or 'mondal', got {variant!r}.")
     p = stats.probabilities()
-    entropy = lape_entropy(stats)
-    filter_bar = _kth_smallest(p, filter_rate)
+    if variant == "mondal":
+        q = p / (p.sum(-1, keepdim=True) + 1e-10)
+        entropy = -(q * torch.log(q + 1e-10)).sum(-1)
+        filter_bar, activation_bar = _linear_quantile(p, filter_rate), _linear_quantile(p, activation_bar_ratio)
+    else:
+        entropy = lape_entropy(stats)
+        filter_bar, activation_bar = _kth_smallest(p, filter_rate), _kth_smallest(p, activation_bar_ratio)
     entropy[(p > filter_bar).sum(-1) == 0] = torch.inf
 
     flat_entropy = entropy.flatten()
     keep = round(flat_entropy.numel() * top_rate)
     order = torch.sort(flat_entropy, stable=True).indices[:keep]  # ties: lower flat index first
-
-    activation_bar = _kth_smallest(p, activation_bar_ratio)
+    if variant == "mondal" and keep > 0:  # every neuron tied with the cutoff (flat order, as torch.nonzero)
+        order = torch.nonzero(flat_entropy <= flat_entropy[order].max()).flatten()
     selected_p = p.reshape(-1, len(stats.groups))[order]  # [keep, groups]
     chosen = {g: order[selected_p[:, k] > activation_bar] for k, g in enumerate(stats.groups)}
     parameters = {
         "top_rate": top_rate,
         "filter_rate": filter_rate,
         "activation_bar_ratio": activation_bar_ratio,
+        "variant": variant,
         "filter_bar": filter_bar,
         "activation_bar": activation_bar,
         "tokens": dict(zip(stats.groups, stats.tokens.tolist(), strict=True)),

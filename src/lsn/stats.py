@@ -26,7 +26,15 @@ __all__ = ["ActivationStats", "atomic_save_file"]
 
 _FORMAT = "lsn.ActivationStats"
 _FORMAT_VERSION = 1
-_OPTIONAL = ("sums", "quantile_means", "quantile_batches", "above_quantile", "above_threshold", "encoder_tokens")
+_OPTIONAL = (
+    "sums",
+    "pre_sums",
+    "quantile_means",
+    "quantile_batches",
+    "above_quantile",
+    "above_threshold",
+    "encoder_tokens",
+)
 _SAVED = ("counts", "tokens", *_OPTIONAL, "threshold")  # every tensor a file holds
 
 
@@ -57,6 +65,7 @@ class ActivationStats:
             for encoder-decoder models, the decoder's tokens.
         groups (`list[str]`): group names, in the order of the last dimension.
         sums (`torch.DoubleTensor`, *optional*): per-neuron sum of activations, like `counts`.
+        pre_sums (`torch.DoubleTensor`, *optional*): per-neuron sum of pre-activations (recorded with `sums`).
         quantile (`float`, *optional*): the quantile `q` of the pre-activation estimated per batch.
         quantile_means (`torch.DoubleTensor`, *optional*): mean over batches of the per-batch
             `q`-quantile of each neuron's pre-activation, like `counts`.
@@ -77,6 +86,7 @@ class ActivationStats:
     tokens: torch.Tensor
     groups: list[str]
     sums: torch.Tensor | None = None
+    pre_sums: torch.Tensor | None = None
     quantile: float | None = None
     quantile_means: torch.Tensor | None = None
     quantile_batches: torch.Tensor | None = None
@@ -100,7 +110,7 @@ class ActivationStats:
             raise ValueError(
                 f"{k} groups but `counts` has shape {tuple(self.counts.shape)} and `tokens` {tuple(self.tokens.shape)}."
             )
-        for name in ("sums", "quantile_means", "above_quantile", "above_threshold"):
+        for name in ("sums", "pre_sums", "quantile_means", "above_quantile", "above_threshold"):
             value = getattr(self, name)
             if value is not None and value.shape != self.counts.shape:
                 raise ValueError(f"`{name}` has shape {tuple(value.shape)}, expected {tuple(self.counts.shape)}.")
@@ -154,6 +164,13 @@ class ActivationStats:
         if self.sums is None:
             raise ValueError("These statistics hold no activation sums; record with `record_sums=True`.")
         return self.sums / self.token_counts()[:, None, :].double()
+
+    def pre_means(self) -> torch.Tensor:
+        """Mean pre-activation (`gate_proj(x)`, `fc1(x)`) per neuron and group: Mondal et al.'s "mean" value
+        (needs `record_sums=True` when recording)."""
+        if self.pre_sums is None:
+            raise ValueError("These statistics hold no pre-activation sums; record with `record_sums=True`.")
+        return self.pre_sums / self.token_counts()[:, None, :].double()
 
     def threshold_probabilities(self) -> torch.Tensor:
         """Probability that the pre-activation exceeds the recorded per-neuron `threshold`."""

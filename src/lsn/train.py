@@ -83,6 +83,13 @@ class NeuronArguments:
         default=None,
         metadata={"help": "Modules to adapt (default: gate_proj for neuron conditions, q/k/v/o_proj for lora)."},
     )
+    dense_lora_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "neuron-lora / random-neuron-lora: also a dense LoRA on these modules in the same adapter, e.g. "
+            "[q_proj, k_proj, v_proj] as Mondal et al.'s XQuAD runs (default: none)."
+        },
+    )
     random_seed: int = field(default=0, metadata={"help": "Seed of the random-neuron control."})
 
     def __post_init__(self) -> None:
@@ -98,6 +105,12 @@ class NeuronArguments:
                 ]
             if ignored:
                 warnings.warn(f"`condition: {self.condition}` ignores {ignored}.", stacklevel=3)
+        if self.dense_lora_modules and self.condition not in ("neuron-lora", "random-neuron-lora"):
+            warnings.warn(
+                f"`condition: {self.condition}` ignores `dense_lora_modules` (neuron-lora conditions only; "
+                "`lora` sets its modules with `target_modules`).",
+                stacklevel=3,
+            )
 
 
 @dataclass
@@ -124,12 +137,49 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Training examples at most."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluation examples per language at most."})
     max_length: int = field(default=256, metadata={"help": "Tokens per example at most."})
+    nli_format: Literal["lsn", "mondal"] = field(
+        default="lsn",
+        metadata={
+            "help": "XNLI classification input: lsn (premise + EOS + hypothesis, a shuffled `train_fraction`) or "
+            "mondal (their code: premise + ' ' + EOS + ' ' + hypothesis padded to 512, rows of `max_length` "
+            "tokens or more dropped, the rest cut to `max_length`; the FIRST `train_fraction` of train, unshuffled)."
+        },
+    )
+    prompt_style: Literal["lsn", "mondal"] = field(
+        default="lsn",
+        metadata={
+            "help": "XQuAD prompt: lsn (a long context is cut) or mondal (their Alpaca prompt; rows of "
+            "`max_length - 1` tokens or more dropped, in training and evaluation)."
+        },
+    )
+    loss_on: Literal["answer", "sequence"] = field(
+        default="answer",
+        metadata={"help": "Prompt formats: loss on the answer only, or on the whole sequence (Mondal et al.'s code)."},
+    )
+    qa_metric: Literal["string", "token_ids"] = field(
+        default="string",
+        metadata={"help": "XQuAD: SQuAD string EM/F1, or EM/F1 on token ids (Mondal et al.'s code)."},
+    )
+    max_new_tokens: int = field(default=32, metadata={"help": "XQuAD: greedy tokens generated at most (theirs: 100)."})
 
     def __post_init__(self) -> None:
         if self.task == "xquad" and self.format is not None:
             warnings.warn(f"`format: {self.format}` is ignored for `task: xquad` (always a prompt).", stacklevel=3)
         if self.task == "xnli" and self.format is None:
             self.format = "classification"
+        defaults = DataArguments.__dataclass_fields__
+        if self.task == "xnli":
+            ignored = [
+                n for n in ("prompt_style", "qa_metric", "max_new_tokens") if getattr(self, n) != defaults[n].default
+            ]
+            if self.format == "classification" and self.loss_on != "answer":
+                ignored.append("loss_on")
+        else:
+            ignored = ["nli_format"] if self.nli_format != "lsn" else []
+        if self.task == "xnli" and self.format == "prompt" and self.nli_format != "lsn":
+            ignored.append("nli_format")
+        if ignored:
+            warnings.warn(f"`task: {self.task}` (format {self.format}) ignores {ignored}.", stacklevel=3)
 
     @property
     def classification(self) -> bool:
@@ -154,33 +204,51 @@ def datasets_for(data: DataArguments, tokenizer):
         data = dataclasses.replace(data, data_dir=str(world_task_files()))
     if data.task == "xnli":
         train = load_xnli(data.train_language, "train", data_dir=data.data_dir)
-        train = train.shuffle(seed=0).select(range(max(1, int(len(train) * data.train_fraction))))
+        if not (data.classification and data.nli_format == "mondal"):  # theirs: the first rows, unshuffled
+            train = train.shuffle(seed=0)
+        train = train.select(range(max(1, int(len(train) * data.train_fraction))))
         evals = {
             lang: load_xnli(lang, "test", data_dir=data.data_dir, limit=data.max_eval_samples)
             for lang in data.eval_languages
         }
-        encode = (encode_nli_classification if data.format == "classification" else encode_nli_prompt)(
-            tokenizer, data.max_length
-        )
+        if data.classification:
+            encode = encode_nli_classification(tokenizer, data.max_length, data.nli_format)
+        else:
+            encode = encode_nli_prompt(tokenizer, data.max_length, data.loss_on)
     else:  # xquad
         train = paper_split(load_xquad(data.train_language, data_dir=data.data_dir), data.xquad_train_fraction)[0]
         evals = {}
         for lang in data.eval_languages:
             test = paper_split(load_xquad(lang, data_dir=data.data_dir), data.xquad_train_fraction)[1]
             evals[lang] = test.select(range(min(len(test), data.max_eval_samples or len(test))))
-        encode = encode_qa_prompt(tokenizer, data.max_length)
+        encode = encode_qa_prompt(tokenizer, data.max_length, data.prompt_style, data.loss_on)
     if data.max_train_samples is not None:
         train = train.select(range(min(len(train), data.max_train_samples)))
-    return train.map(encode, batched=True, remove_columns=train.column_names), evals
+    encoded = train.map(encode, batched=True, remove_columns=train.column_names)
+    if len(encoded) == 0:  # the reference formats drop rows over the length limit
+        raise ValueError(f"Every training row was dropped as too long for `max_length: {data.max_length}`; raise it.")
+    return encoded, evals
 
 
 def evaluate_all(model, tokenizer, data: DataArguments, evals, batch_size: int) -> dict[str, dict[str, float]]:
     out = {}
     for lang, ds in evals.items():
         if data.task == "xquad":
-            out[lang] = evaluate_qa(model, tokenizer, ds, lang, batch_size, data.max_length)
+            out[lang] = evaluate_qa(
+                model,
+                tokenizer,
+                ds,
+                lang,
+                batch_size,
+                data.max_length,
+                max_new_tokens=data.max_new_tokens,
+                prompt_style=data.prompt_style,
+                qa_metric=data.qa_metric,
+            )
         elif data.format == "classification":
-            out[lang] = evaluate_nli_classification(model, tokenizer, ds, batch_size, data.max_length)
+            out[lang] = evaluate_nli_classification(
+                model, tokenizer, ds, batch_size, data.max_length, nli_format=data.nli_format
+            )
         else:
             out[lang] = evaluate_nli_prompt(model, tokenizer, ds, batch_size, data.max_length)
         logger.info("%s: %s", lang, out[lang])
@@ -218,6 +286,7 @@ def adapter_config(neuron_args: NeuronArguments, data: DataArguments) -> PeftCon
         lora_alpha=neuron_args.lora_alpha,
         lora_dropout=neuron_args.lora_dropout,
         target_modules=neuron_args.target_modules or ["gate_proj"],
+        dense_lora_modules=neuron_args.dense_lora_modules if condition != "neuron-full" else None,
         task_type=task_type,
     )
 

@@ -98,6 +98,16 @@ class SpecializationArguments:
     pivot: str = field(default="en", metadata={"help": "Pivot language for direction families and averages."})
     direction_temperature: float = field(default=5.0, metadata={"help": "Temperature of direction sampling."})
     specialize: bool = field(default=True, metadata={"help": "Train with task masks (false: the unmasked baseline)."})
+    count_padding: bool = field(
+        default=False, metadata={"help": "Identification counts padding positions too (Tan et al.'s code)."}
+    )
+    mask_mode: Literal["activation", "weight_rows"] = field(
+        default="activation",
+        metadata={
+            "help": "activation: a masked neuron outputs 0; weight_rows: only fc1's rows are masked, the bias stays "
+            "on (Tan et al.'s code)."
+        },
+    )
     neurons: str | None = field(
         default=None, metadata={"help": "Neuron set to train with (default: <output_dir>/neurons)."}
     )
@@ -156,6 +166,7 @@ def run_identify(model_args, data, spec, training) -> NeuronSet:
         k=k,
         encoder_k=spec.encoder_k,
         batch_size=spec.identify_batch_size,
+        count_padding=spec.count_padding,
     )
     out = neuron_path(spec, training)
     if training.process_index == 0:
@@ -169,7 +180,7 @@ def run_identify(model_args, data, spec, training) -> NeuronSet:
 def run_train(model_args, data, spec, training) -> None:
     fmt = data.format()  # checked before the model loads
     model, tokenizer = load_model_and_tokenizer(model_args)
-    masks = TaskMasks(NeuronSet.load(neuron_path(spec, training))) if spec.specialize else None
+    masks = TaskMasks(NeuronSet.load(neuron_path(spec, training)), mode=spec.mask_mode) if spec.specialize else None
     encoder_decoder = bool(model.config.is_encoder_decoder)
     train_set = build_dataset(tokenizer, fmt, load_pairs(data, "train"), data.directions)
     trainer = SpecializationTrainer(
@@ -201,7 +212,7 @@ def run_evaluate(model_args, data, spec, training) -> str:
     trained, tokenizer = load_model_and_tokenizer(model_args, path=training.output_dir)
     name = "specialized" if spec.specialize else "fine-tuned"
     if spec.specialize:
-        masks = TaskMasks(NeuronSet.load(Path(training.output_dir) / "neurons"))
+        masks = TaskMasks(NeuronSet.load(Path(training.output_dir) / "neurons"), mode=spec.mask_mode)
         with masks.attached(trained):
             results[name] = evaluate_directions(trained, tokenizer, fmt, pairs, masks=masks, **kwargs)
     else:

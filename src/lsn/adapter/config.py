@@ -102,6 +102,14 @@ class NeuronConfig(PeftConfig):
             "None: every FFN matrix of the model's family."
         },
     )
+    dense_lora_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Other linear modules, by attribute name (e.g. ['q_proj', 'k_proj', 'v_proj']), that get a plain "
+            "dense LoRA in this same adapter (every output row), as Mondal et al.'s XQuAD runs add attention LoRA "
+            "to the neuron-restricted gate_proj LoRA. 'lora' mode only."
+        },
+    )
     fused_gate_up: Literal["both", "gate", "up"] = field(
         default="both",
         metadata={"help": "Fused gate/up matrices (Phi-3): adapt the gate row j, the up row I + j, or both."},
@@ -136,6 +144,15 @@ class NeuronConfig(PeftConfig):
                 "(the delta is trained densely, unscaled).",
                 stacklevel=3,
             )
+        if isinstance(self.dense_lora_modules, str):
+            self.dense_lora_modules = [self.dense_lora_modules]
+        if self.dense_lora_modules is not None:
+            self.dense_lora_modules = list(dict.fromkeys(self.dense_lora_modules)) or None
+            if self.dense_lora_modules and self.mode != "lora":
+                raise ValueError(
+                    f"`dense_lora_modules` {self.dense_lora_modules} needs mode='lora' (a dense full delta would be "
+                    "full fine-tuning); use `modules_to_save` to train whole modules."
+                )
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         if self.target_modules is not None:
@@ -208,6 +225,8 @@ def card_section(config: NeuronConfig, lora_rank: int | None = None) -> str:
         else "a dense delta (full mode)"
     )
     targets = ", ".join(f"`{m}`" for m in config.target_modules) if config.target_modules else "every FFN matrix"
+    if config.dense_lora_modules:
+        targets += " (plus a dense LoRA on every " + ", ".join(f"`{m}`" for m in config.dense_lora_modules) + ")"
     params = parameter_list(config.neuron_parameters)
     shape = f"{config.num_layers} layers x {config.num_neurons} neurons" if config.num_neurons else "unknown shape"
     exported = (

@@ -10,7 +10,7 @@ import torch
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from ..models import NeuronSite, check_shape, ffn_shape, find_neuron_sites, resolve_neurons
+from ..models import NeuronSite, check_shape, ffn_shape, find_neuron_sites, linear_features, resolve_neurons
 from .config import NeuronConfig
 from .layer import Axis, NeuronLayer
 
@@ -69,6 +69,29 @@ def plan_targets(sites: Sequence[NeuronSite], config: NeuronConfig) -> dict[str,
     return targets
 
 
+def dense_targets(model: nn.Module, sites: Sequence[NeuronSite], config: NeuronConfig) -> dict[str, NeuronTarget]:
+    """Module path -> every output row, for the linear modules named in `config.dense_lora_modules` outside the
+    FFN blocks (a row-restricted LoRA on all rows is a plain LoRA)."""
+    if not config.dense_lora_modules:
+        return {}
+    ffn = tuple(f"{s.path}." for s in sites)
+    targets = {}
+    for path, module in model.named_modules():
+        if path.rsplit(".", 1)[-1] in config.dense_lora_modules and not path.startswith(ffn):
+            try:
+                _, out_features = linear_features(module)
+            except (TypeError, ValueError, AttributeError):
+                continue
+            targets[path] = NeuronTarget("rows", torch.arange(out_features))
+    found = {path.rsplit(".", 1)[-1] for path in targets}
+    if missing := [name for name in config.dense_lora_modules if name not in found]:
+        raise ValueError(
+            f"`dense_lora_modules` {missing} name no linear module outside the FFN blocks of this model; "
+            "name attention projections such as q_proj, k_proj, v_proj."
+        )
+    return targets
+
+
 class NeuronModel(BaseTuner):
     """Adds neuron adapters ([`NeuronConfig`]) to a transformers model: only the selected FFN neurons' rows and
     columns train. Created by `peft.get_peft_model(model, lsn.NeuronConfig(...))` once `lsn` is imported.
@@ -95,7 +118,7 @@ class NeuronModel(BaseTuner):
 
     def _prepare_model(self, peft_config: NeuronConfig, model: nn.Module) -> None:
         sites = find_neuron_sites(model)  # once per adapter: the plan below is all later steps use
-        self._lsn_targets = plan_targets(sites, peft_config)
+        self._lsn_targets = plan_targets(sites, peft_config) | dense_targets(model, sites, peft_config)
         if peft_config.num_layers is None:  # record the shape: a reload onto another shape is refused
             peft_config.num_layers, peft_config.num_neurons = ffn_shape(sites)
 

@@ -29,6 +29,10 @@ __all__ = [
     "encode_nli_prompt",
     "encode_qa_prompt",
     "fit_qa_prompt",
+    "mondal_nli_features",
+    "mondal_nli_text",
+    "mondal_qa_features",
+    "mondal_qa_prompt",
     "load_xnli",
     "load_xquad",
     "nli_prompt",
@@ -41,6 +45,21 @@ __all__ = [
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
 NLI_LABELS = ("entailment", "neutral", "contradiction")
+PromptStyle = Literal["lsn", "mondal"]
+LossOn = Literal["answer", "sequence"]
+NLIFormat = Literal["lsn", "mondal"]
+MONDAL_NLI_PAD_LENGTH = 512  # their XNLI features are padded (and truncated) to 512 tokens, then cut
+
+# Mondal et al.'s released XQuAD prompt (an Alpaca template), as their code builds it: a triple-quoted template
+# indented by 12 spaces and `.strip()`-ed, so every line after the first keeps that indentation.
+_MONDAL_INDENT = " " * 12
+_MONDAL_QA = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    f"{_MONDAL_INDENT}### Instruction:\n{_MONDAL_INDENT}Answer the question based on the given context.\n\n"
+    f"{_MONDAL_INDENT}### Input:\n{_MONDAL_INDENT}Context: {{context}} \n{_MONDAL_INDENT}Question: {{question}}\n\n"
+    f"{_MONDAL_INDENT}### Response:"
+)
 
 _XNLI_COLUMNS = {"premise", "hypothesis", "label"}
 _XQUAD_COLUMNS = {"id", "context", "question", "answers"}
@@ -119,6 +138,36 @@ def qa_prompt(context: str, question: str) -> str:
     )
 
 
+def mondal_qa_prompt(context: str, question: str) -> str:
+    """Mondal et al.'s XQuAD prompt (their released code, whitespace included); the answer follows after a space."""
+    return _MONDAL_QA.format(context=context.strip(), question=question.strip())
+
+
+def mondal_nli_text(premise: str, hypothesis: str, eos_token: str) -> str:
+    """Mondal et al.'s XNLI input: `premise + " " + eos + " " + hypothesis`."""
+    return f"{premise} {eos_token} {hypothesis}"
+
+
+def mondal_nli_features(tokenizer, premises, hypotheses, max_length: int = 256) -> tuple[list[dict], int]:
+    """Their XNLI features: padded and truncated to 512 tokens, kept only when shorter than `max_length` real
+    tokens, then cut to `max_length` (so every kept row is `max_length` long, padding included).
+    Returns (rows of `input_ids` / `attention_mask`, number of rows dropped); row order follows the input."""
+    texts = [mondal_nli_text(p, h, tokenizer.eos_token) for p, h in zip(premises, hypotheses, strict=True)]
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        enc = tokenizer(texts, padding="max_length", truncation=True, max_length=MONDAL_NLI_PAD_LENGTH)
+    finally:
+        tokenizer.padding_side = side
+    rows, dropped = [], 0
+    for ids, mask in zip(enc["input_ids"], enc["attention_mask"], strict=True):
+        if sum(mask) < max_length:
+            rows.append({"input_ids": ids[:max_length], "attention_mask": mask[:max_length]})
+        else:
+            rows.append(None)
+            dropped += 1
+    return rows, dropped
+
+
 def fit_qa_prompt(tokenizer, context: str, question: str, max_tokens: int) -> str:
     """`qa_prompt` of at most `max_tokens` tokens (special tokens included), cut in the context only.
 
@@ -160,11 +209,24 @@ def require_last_token_pooling() -> None:
         )
 
 
-def encode_nli_classification(tokenizer, max_length: int = 256):
-    """Batched map function: premise + EOS + hypothesis, the label as `labels` (a linear head on the last token)."""
+def encode_nli_classification(tokenizer, max_length: int = 256, nli_format: NLIFormat = "lsn"):
+    """Batched map function: premise + EOS + hypothesis, the label as `labels` (a linear head on the last token).
+
+    `nli_format="mondal"`: their features (`mondal_nli_features`); rows of `max_length` or more tokens are dropped.
+    """
     require_last_token_pooling()
 
     def encode(batch: dict) -> dict:
+        if nli_format == "mondal":
+            rows, dropped = mondal_nli_features(tokenizer, batch["premise"], batch["hypothesis"], max_length)
+            if dropped:
+                logger.info("XNLI (mondal format): dropped %d rows of >= %d tokens.", dropped, max_length)
+            kept = [(r, y) for r, y in zip(rows, batch["label"], strict=True) if r is not None]
+            return {
+                "input_ids": [r["input_ids"] for r, _ in kept],
+                "attention_mask": [r["attention_mask"] for r, _ in kept],
+                "labels": [int(y) for _, y in kept],
+            }
         texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(batch["premise"], batch["hypothesis"], strict=True)]
         out = tokenizer(texts, truncation=True, max_length=max_length)
         out["labels"] = list(batch["label"])
@@ -177,24 +239,47 @@ def _answer_ids(tokenizer, answer: str) -> list[int]:
     return tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-def prompt_features(tokenizer, prompt: str, answer: str, max_length: int) -> dict[str, list[int]]:
-    """Prompt + answer + EOS, with the loss on the answer only; a prompt still too long is cut from
-    the left (after the first token), so its end (the question and the answer cue) stays."""
+def prompt_features(
+    tokenizer, prompt: str, answer: str, max_length: int, loss_on: LossOn = "answer"
+) -> dict[str, list[int]]:
+    """Prompt + answer + EOS, with the loss on the answer only (`loss_on="sequence"`: on every token, as Mondal
+    et al.'s code); a prompt still too long is cut from the left (after the first token), so its end (the
+    question and the answer cue) stays."""
     answer_ids = _answer_ids(tokenizer, answer)
     prompt_ids = tokenizer(prompt)["input_ids"]
     budget = max(1, max_length - len(answer_ids))
     if len(prompt_ids) > budget:
         prompt_ids = prompt_ids[:1] + prompt_ids[len(prompt_ids) - budget + 1 :]
     ids = prompt_ids + answer_ids
-    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt_ids) + answer_ids}
+    labels = list(ids) if loss_on == "sequence" else [-100] * len(prompt_ids) + answer_ids
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
-def encode_nli_prompt(tokenizer, max_length: int = 256):
-    """Batched map function: an instruction prompt whose answer is the label word (loss on it only)."""
+def mondal_qa_features(
+    tokenizer, context: str, question: str, answer: str, max_length: int = 512, loss_on: LossOn = "sequence"
+) -> dict[str, list[int]] | None:
+    """Mondal et al.'s XQuAD training row: their prompt, a space, the stripped answer and EOS, tokenized as one
+    text; `None` (dropped, as their code does) when it has `max_length - 1` tokens or more. The loss covers the
+    whole sequence (their code) or, with `loss_on="answer"`, the tokens after the prompt only."""
+    prompt = mondal_qa_prompt(context, question)
+    ids = tokenizer(f"{prompt} {answer.strip()}{tokenizer.eos_token}")["input_ids"]
+    if len(ids) >= max_length - 1:
+        return None
+    if loss_on == "sequence":
+        labels = list(ids)
+    else:
+        cut = min(len(tokenizer(prompt)["input_ids"]), len(ids) - 1)
+        labels = [-100] * cut + ids[cut:]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def encode_nli_prompt(tokenizer, max_length: int = 256, loss_on: LossOn = "answer"):
+    """Batched map function: an instruction prompt whose answer is the label word (loss on it only, or on the
+    whole sequence)."""
 
     def encode(batch: dict) -> dict:
         rows = [
-            prompt_features(tokenizer, nli_prompt(p, h), NLI_LABELS[int(y)], max_length)
+            prompt_features(tokenizer, nli_prompt(p, h), NLI_LABELS[int(y)], max_length, loss_on)
             for p, h, y in zip(batch["premise"], batch["hypothesis"], batch["label"], strict=True)
         ]
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
@@ -202,16 +287,22 @@ def encode_nli_prompt(tokenizer, max_length: int = 256):
     return encode
 
 
-def encode_qa_prompt(tokenizer, max_length: int = 512):
-    """Batched map function: an instruction prompt whose answer is the first gold span (loss on it only);
-    a long context is cut (`fit_qa_prompt`), never the question or the answer cue."""
+def encode_qa_prompt(tokenizer, max_length: int = 512, prompt_style: PromptStyle = "lsn", loss_on: LossOn = "answer"):
+    """Batched map function: an instruction prompt whose answer is the first gold span (loss on it only, or on
+    the whole sequence); a long context is cut (`fit_qa_prompt`), never the question or the answer cue.
+    `prompt_style="mondal"`: their prompt, rows of `max_length - 1` tokens or more dropped (`mondal_qa_features`)."""
 
     def encode(batch: dict) -> dict:
         rows = []
         for c, q, a in zip(batch["context"], batch["question"], batch["answers"], strict=True):
             answer = a["text"][0]
+            if prompt_style == "mondal":
+                if (row := mondal_qa_features(tokenizer, c, q, answer, max_length, loss_on)) is not None:
+                    rows.append(row)
+                continue
             budget = max(1, max_length - len(_answer_ids(tokenizer, answer)))
-            rows.append(prompt_features(tokenizer, fit_qa_prompt(tokenizer, c, q, budget), answer, max_length))
+            prompt = fit_qa_prompt(tokenizer, c, q, budget)
+            rows.append(prompt_features(tokenizer, prompt, answer, max_length, loss_on))
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
 
     return encode

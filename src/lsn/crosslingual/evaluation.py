@@ -7,16 +7,27 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..metrics import accuracy, qa_scores
+from ..metrics import accuracy, qa_scores, token_id_scores
 from ..models import first_device
 from ..scoring import token_nll
-from .data import NLI_LABELS, fit_qa_prompt, nli_prompt, prompt_features, require_last_token_pooling
+from .data import (
+    NLI_LABELS,
+    NLIFormat,
+    PromptStyle,
+    fit_qa_prompt,
+    mondal_nli_features,
+    mondal_qa_prompt,
+    nli_prompt,
+    prompt_features,
+    require_last_token_pooling,
+)
 
 __all__ = ["evaluate_nli_classification", "evaluate_nli_prompt", "evaluate_qa", "results_table"]
 
@@ -33,18 +44,42 @@ def _rows(ds: datasets.Dataset, batch_size: int, desc: str) -> Iterator[dict]:
 
 
 def evaluate_nli_classification(
-    model: nn.Module, tokenizer, ds: datasets.Dataset, batch_size: int = 16, max_length: int = 256
+    model: nn.Module,
+    tokenizer,
+    ds: datasets.Dataset,
+    batch_size: int = 16,
+    max_length: int = 256,
+    nli_format: NLIFormat = "lsn",
 ) -> dict[str, float]:
-    """Accuracy of a sequence-classification model on premise + EOS + hypothesis."""
+    """Accuracy of a sequence-classification model on premise + EOS + hypothesis.
+
+    `nli_format="mondal"`: their input (`mondal_nli_features`, padded to `max_length`); rows of `max_length`
+    tokens or more are left out of the accuracy, as their evaluation drops them (`dropped` in the result)."""
     require_last_token_pooling()
-    device, predictions = first_device(model), []
+    device, predictions, labels, dropped = first_device(model), [], [], 0
     model.eval()
     with torch.inference_mode():
         for rows in _rows(ds, batch_size, "xnli"):
-            texts = [f"{p}{tokenizer.eos_token}{h}" for p, h in zip(rows["premise"], rows["hypothesis"], strict=True)]
-            enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+            if nli_format == "mondal":
+                feats, n = mondal_nli_features(tokenizer, rows["premise"], rows["hypothesis"], max_length)
+                dropped += n
+                kept = [(f, y) for f, y in zip(feats, rows["label"], strict=True) if f is not None]
+                if not kept:
+                    continue
+                enc = {k: torch.tensor([f[k] for f, _ in kept], device=device) for k in ("input_ids", "attention_mask")}
+                labels += [y for _, y in kept]
+            else:
+                texts = [
+                    f"{p}{tokenizer.eos_token}{h}" for p, h in zip(rows["premise"], rows["hypothesis"], strict=True)
+                ]
+                enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+                enc = enc.to(device)
+                labels += list(rows["label"])
             predictions += model(**enc).logits.argmax(-1).tolist()
-    return {"accuracy": accuracy(predictions, ds["label"])}
+    if not predictions:
+        raise ValueError(f"Every XNLI row has {max_length} tokens or more; raise `max_length`.")
+    out = {"accuracy": accuracy(predictions, labels)}
+    return out | ({"dropped": dropped} if nli_format == "mondal" else {})
 
 
 def evaluate_nli_prompt(
@@ -77,28 +112,57 @@ def evaluate_qa(
     batch_size: int = 8,
     max_length: int = 512,
     max_new_tokens: int = 32,
+    prompt_style: PromptStyle = "lsn",
+    qa_metric: Literal["string", "token_ids"] = "string",
 ) -> dict[str, float]:
-    """Exact match and F1 (percent) of greedy answers, cut at the first line break."""
-    device, predictions = first_device(model), []
+    """Exact match and F1 (percent) of greedy answers, cut at the first line break.
+
+    `prompt_style="mondal"`: their prompt, uncut; a prompt of `max_length - 1` tokens or more is left out, as
+    their evaluation drops it (`dropped` in the result). `qa_metric="token_ids"`: their metric
+    (`lsn.metrics.token_id_scores`) on the generated ids up to and including the first EOS against
+    `" " + answer + EOS` (the first gold answer), instead of SQuAD's string metrics over every gold answer.
+    """
+    device, predictions, ids, refs, dropped = first_device(model), [], [], [], 0
+    eos = tokenizer.eos_token_id
     model.eval()
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
         with torch.inference_mode():
             for rows in _rows(ds, batch_size, f"xquad {lang or ''}"):
-                budget = max_length - max_new_tokens  # the context is cut, never the question or "Answer:"
-                prompts = [
-                    fit_qa_prompt(tokenizer, c, q, budget)
-                    for c, q in zip(rows["context"], rows["question"], strict=True)
-                ]
-                enc = tokenizer(prompts, padding=True, return_tensors="pt").to(device)
+                if prompt_style == "mondal":
+                    pairs = [
+                        (mondal_qa_prompt(c, q), a)
+                        for c, q, a in zip(rows["context"], rows["question"], rows["answers"], strict=True)
+                    ]
+                    kept = [(p, a) for p, a in pairs if len(tokenizer(p)["input_ids"]) < max_length - 1]
+                    dropped += len(pairs) - len(kept)
+                else:
+                    budget = max_length - max_new_tokens  # the context is cut, never the question or "Answer:"
+                    kept = [
+                        (fit_qa_prompt(tokenizer, c, q, budget), a)
+                        for c, q, a in zip(rows["context"], rows["question"], rows["answers"], strict=True)
+                    ]
+                if not kept:
+                    continue
+                enc = tokenizer([p for p, _ in kept], padding=True, return_tensors="pt").to(device)
                 out = model.generate(
                     **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
                 )
+                for row in out[:, enc["input_ids"].shape[1] :].tolist():
+                    ids.append(row[: row.index(eos) + 1] if eos in row else row)
                 texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
                 predictions += [t.strip().split("\n")[0].strip() for t in texts]
+                refs += [a["text"] for _, a in kept]
     finally:
         tokenizer.padding_side = side
-    return qa_scores(predictions, [a["text"] for a in ds["answers"]], lang)
+    if not predictions:
+        raise ValueError(f"Every XQuAD prompt has {max_length - 1} tokens or more; raise `max_length`.")
+    if qa_metric == "token_ids":
+        gold = [tokenizer(" " + r[0].strip(), add_special_tokens=False)["input_ids"] + [eos] for r in refs]
+        scores = token_id_scores(ids, gold)
+    else:
+        scores = qa_scores(predictions, refs, lang)
+    return scores | ({"dropped": dropped} if prompt_style == "mondal" else {})
 
 
 def results_table(

@@ -16,7 +16,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
-__all__ = ["exact_match", "f1_score", "normalize_answer", "qa_scores", "tokens"]
+__all__ = ["exact_match", "f1_score", "normalize_answer", "qa_scores", "token_id_scores", "tokens"]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ASCII_PUNCT = set(string.punctuation)
@@ -74,4 +74,23 @@ def qa_scores(
         raise ValueError("No predictions to score.")
     em = sum(max(exact_match(p, r, lang) for r in refs) for p, refs in zip(predictions, references, strict=True))
     f1 = sum(max(f1_score(p, r, lang) for r in refs) for p, refs in zip(predictions, references, strict=True))
+    return {"exact_match": 100 * em / len(predictions), "f1": 100 * f1 / len(predictions)}
+
+
+def token_id_scores(predictions: Sequence[Sequence[int]], references: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Exact match and F1 (percent) on token ids, as Mondal et al.'s released XQuAD evaluation: exact match when
+    the id sequences are equal, F1 from the multiset overlap of ids (0 when either side is empty). No text
+    normalisation: a different tokenization of the same answer scores lower."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references.")
+    if not predictions:
+        raise ValueError("No predictions to score.")
+    em = f1 = 0.0
+    for pred, ref in zip(predictions, references, strict=True):
+        pred, ref = list(pred), list(ref)
+        em += float(pred == ref)
+        common = sum((Counter(pred) & Counter(ref)).values())
+        precision = common / len(pred) if pred else 0.0
+        recall = common / len(ref) if ref else 0.0
+        f1 += 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return {"exact_match": 100 * em / len(predictions), "f1": 100 * f1 / len(predictions)}

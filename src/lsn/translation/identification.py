@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from ..corpora import COUNT_PADDING
 from ..neuron_set import NeuronSet
 from ..recording import record_activations
 from ..selection import select_specialized
@@ -48,12 +49,17 @@ def identify(
     encoder_k: float | Mapping[str, float] | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    count_padding: bool = False,
 ) -> tuple[ActivationStats, NeuronSet]:
-    """Record each direction's firing counts (teacher-forced) and select its specialized neurons."""
+    """Record each direction's firing counts (teacher-forced) and select its specialized neurons.
+
+    `count_padding=True` counts padding positions too, as Tan et al.'s code does (lsn counts real tokens only)."""
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     corpora = {
         d: direction_batches(tokenizer, fmt, d, p, batch_size, model=model if encoder_decoder else None)
         for d, p in pairs.items()
     }
+    if count_padding:
+        corpora = {d: [dict(b) | {COUNT_PADDING: True} for b in batches] for d, batches in corpora.items()}
     stats = record_activations(model, corpora, progress=progress)
     return stats, select_specialized(stats, k, encoder_k=encoder_k)

@@ -3,13 +3,16 @@
 For a batch of direction t, every FFN neuron outside t's set outputs exactly 0 in the forward
 pass, so it gets no gradient from t; all other parameters train as usual. The same masks
 apply in evaluation and generation. The reference code masked fc1's weight but not its bias;
-here the activation itself is masked, so a masked neuron outputs 0 whatever its bias.
+here the activation itself is masked by default (`mode="activation"`), so a masked neuron outputs 0 whatever
+its bias. `mode="weight_rows"` reproduces the reference: a masked neuron's pre-activation is its bias alone
+(as if its fc1 row were zero), so it outputs `act(bias)` and its bias still trains.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
 from torch import nn
@@ -28,9 +31,14 @@ class TaskMasks:
     (`None`), or a task without a set when `strict=False`, the model runs unmasked.
     """
 
-    def __init__(self, neuron_set: NeuronSet, *, strict: bool = True):
+    def __init__(
+        self, neuron_set: NeuronSet, *, strict: bool = True, mode: Literal["activation", "weight_rows"] = "activation"
+    ):
+        if mode not in ("activation", "weight_rows"):
+            raise ValueError(f"`mode` must be 'activation' or 'weight_rows', got {mode!r}.")
         self.neuron_set = neuron_set
         self.strict = strict
+        self.mode = mode
         self.task: str | None = None
         self._masks: dict[tuple[str, int], torch.Tensor] = {}  # (task, layer) -> [neurons] on the layer's device
 
@@ -57,7 +65,19 @@ class TaskMasks:
         if self.task is None or self.task not in self.neuron_set:
             return None
         # [..., neurons] * [neurons]: exact zeros and zero gradient outside the task's set
-        return act * self._masks[self.task, site.index].to(act.dtype)
+        keep = self._masks[self.task, site.index].to(act.dtype)
+        if self.mode == "activation":
+            return act * keep
+        # as `W1 := m * W1` (the reference): a masked neuron's pre-activation is its bias, and the bias trains
+        bias = getattr(site.input_modules[0], "bias", None)
+        width = act.shape[-1]
+        pre_masked = act.new_zeros(width) if bias is None else bias[:width].to(act.dtype)
+        activation = site.activation  # its forward without its hooks (this hook is one of them)
+        if isinstance(activation, nn.Module):
+            fill = type(activation).forward(activation, pre_masked)
+        else:
+            fill = activation(pre_masked)
+        return act * keep + fill * (1 - keep)
 
     @contextmanager
     def attached(self, model: nn.Module) -> Iterator[TaskMasks]:
