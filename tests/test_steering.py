@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import make_tiny_model, padded_batches
 
+import lsn
 from lsn import NeuronSet, apply_intervention, neuron_values, record_activations
 from lsn.diffmean import add_direction, decoder_layers, diffmean_directions, record_residual_means
 from lsn.models import find_neuron_sites
@@ -110,7 +111,7 @@ def test_steer_multiplicative_and_errors(setup):
     assert not any(s.activation._forward_hooks for s in find_neuron_sites(model))
 
 
-def test_diffmean_directions_equal_independent_mean():
+def test_diffmean_directions_equal_independent_mean(tmp_path):
     model = make_tiny_model("llama", num_hidden_layers=3)
     corpora = {g: padded_batches(2, seed=i) for i, g in enumerate(GROUPS)}
     means = record_residual_means(model, corpora, progress=False)
@@ -134,6 +135,19 @@ def test_diffmean_directions_equal_independent_mean():
         torch.testing.assert_close(directions[layer], (d / d.norm()).float())
     with pytest.raises(ValueError, match="Layer 5"):
         diffmean_directions(means, "de", layers=[5])
+    # the same pass as the neuron statistics: equal means, and the counts of a recording without it
+    from lsn.diffmean import ResidualMeans
+
+    both = record_activations(model, corpora, record_sums=True, residual_means=True, progress=False)
+    alone = record_activations(model, corpora, record_sums=True, progress=False)
+    assert torch.equal(both.counts, alone.counts) and torch.equal(both.sums, alone.sums)
+    torch.testing.assert_close(ResidualMeans.from_stats(both).means[:2], expected)
+    with pytest.raises(ValueError, match="residual_means=True"):
+        ResidualMeans.from_stats(alone)
+    both.save(tmp_path / "stats.safetensors")
+    again = lsn.ActivationStats.load(tmp_path / "stats.safetensors")
+    assert torch.equal(again.residual_sums, both.residual_sums)
+    torch.testing.assert_close(again.select_groups(["de"]).residual_sums[..., 0], both.residual_sums[..., 1])
 
 
 def test_add_direction_shifts_layer_output():

@@ -15,22 +15,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .corpora import CorpusSpec, iter_batches, open_corpus
-from .models import find_neuron_sites, first_device, unwrap_model
+from .corpora import CorpusSpec
+from .models import decoder_layers
+from .recording import record_activations
+from .stats import ActivationStats
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ResidualMeans", "add_direction", "decoder_layers", "diffmean_directions", "record_residual_means"]
-
-
-def decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The decoder layers (the parent module of each decoder FFN block), in order."""
-    base = unwrap_model(model)
-    sites = [s for s in find_neuron_sites(model) if s.side == "decoder"]
-    modules = dict(base.named_modules())
-    return [modules[s.path.rpartition(".")[0]] for s in sites]
 
 
 def _hidden(output) -> torch.Tensor:
@@ -51,6 +44,15 @@ class ResidualMeans:
     tokens: torch.Tensor
     groups: list[str]
 
+    @classmethod
+    def from_stats(cls, stats: ActivationStats) -> ResidualMeans:
+        """The means of statistics recorded with `record_activations(..., residual_means=True)` (one pass for the
+        neuron statistics and the residual stream)."""
+        if stats.residual_sums is None:
+            raise ValueError("These statistics hold no residual sums; record with `residual_means=True`.")
+        means = stats.residual_sums / stats.tokens.double()  # (layers, hidden, groups)
+        return cls(means.permute(0, 2, 1).contiguous(), stats.tokens.clone(), list(stats.groups))
+
     def group_index(self, group: str) -> int:
         try:
             return self.groups.index(group)
@@ -69,46 +71,23 @@ def record_residual_means(
     text_column: str = "text",
     progress: bool = True,
 ) -> ResidualMeans:
-    """Each group's mean hidden state after every decoder layer, over real tokens (packed as `record_activations`)."""
-    if getattr(getattr(unwrap_model(model), "config", None), "is_encoder_decoder", False):
-        raise ValueError("Residual means are recorded on decoder-only models; this one is encoder-decoder.")
-    opened = {g: open_corpus(g, src, text_column) for g, src in corpora.items()}
-    layers = decoder_layers(model)
-    sums: list[torch.Tensor | None] = [None] * len(layers)
-    mask: torch.Tensor | None = None
+    """Each group's mean hidden state after every decoder layer, over real tokens (packed as `record_activations`).
 
-    def hook(module, args, output, _layer):
-        h = _hidden(output)  # [batch, seq, hidden]
-        m = mask.to(device=h.device, dtype=torch.float64).unsqueeze(-1)
-        s = (h.double() * m).sum((0, 1)).cpu()
-        sums[_layer] = s if sums[_layer] is None else sums[_layer] + s
-
-    device = first_device(model)
-    means, tokens = [], []
-    handles = []
-    try:
-        for i, layer in enumerate(layers):
-            handles.append(layer.register_forward_hook(lambda mod, a, o, _i=i: hook(mod, a, o, _i)))
-        with torch.inference_mode():
-            for group, corpus in opened.items():
-                sums[:] = [None] * len(layers)
-                count = 0
-                batches = iter_batches(
-                    corpus, tokenizer=tokenizer, seq_len=seq_len, batch_size=batch_size, max_tokens=max_tokens
-                )
-                for batch in tqdm(batches, desc=f"residual means {group}", disable=not progress, leave=False):
-                    mask = batch.masks["decoder"]
-                    inputs = {k: v.to(device) for k, v in batch.inputs.items()}
-                    model(**inputs, use_cache=False)
-                    count += batch.num_tokens()
-                if count == 0:
-                    raise ValueError(f"Group `{group}` gave no tokens.")
-                means.append(torch.stack(sums) / count)  # [layers, hidden]
-                tokens.append(count)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return ResidualMeans(torch.stack(means, 1), torch.tensor(tokens), list(opened))
+    A recording pass with `residual_means=True`; to get the neuron statistics from the same pass, call
+    `record_activations(..., residual_means=True)` and `ResidualMeans.from_stats(stats)`.
+    """
+    stats = record_activations(
+        model,
+        corpora,
+        tokenizer=tokenizer,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        text_column=text_column,
+        residual_means=True,
+        progress=progress,
+    )
+    return ResidualMeans.from_stats(stats)
 
 
 def diffmean_directions(

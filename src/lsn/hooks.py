@@ -22,7 +22,14 @@ from torch.utils.hooks import RemovableHandle
 
 from .models import NeuronSite, UnsupportedModelError
 
-__all__ = ["ActivationFn", "HookNotFiredError", "activation_hooks", "attach_activation_hooks", "must_fire"]
+__all__ = [
+    "ActivationFn",
+    "HookNotFiredError",
+    "activation_hooks",
+    "attach_activation_hooks",
+    "must_fire",
+    "output_hooks",
+]
 
 ActivationFn = Callable[[NeuronSite, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 
@@ -115,6 +122,24 @@ def activation_hooks(
     """`attach_activation_hooks` for the span of the block; every hook is removed on exit, also after errors."""
     handles = attach_activation_hooks(sites, fn, check=check, sharded=sharded)
     try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def output_hooks(modules: Sequence[torch.nn.Module], fn: Callable[[int, torch.Tensor], None]) -> Iterator[None]:
+    """Call `fn(i, hidden)` with the output hidden states of `modules[i]` (e.g. decoder layers: the residual
+    stream) on every forward, for the span of the block; `fn` observes only."""
+    handles = []
+    try:
+        for i, module in enumerate(modules):
+
+            def hook(mod, args, output, _i=i):
+                fn(_i, output[0] if isinstance(output, tuple) else output)
+
+            handles.append(module.register_forward_hook(hook))
         yield
     finally:
         for handle in handles:

@@ -27,6 +27,7 @@ __all__ = [
     "base_layer",
     "check_indices",
     "check_shape",
+    "decoder_layers",
     "ffn_shape",
     "find_neuron_sites",
     "first_device",
@@ -388,6 +389,14 @@ def resolve_neurons(
         if t.numel():
             out[layer] = t
     return out
+
+
+def decoder_layers(model: nn.Module, sites: Sequence[NeuronSite] | None = None) -> list[nn.Module]:
+    """The decoder layers (each decoder FFN block's parent module), in order: their outputs are the residual
+    stream. `sites`: the model's neuron sites, when the caller has them."""
+    sites = find_neuron_sites(model) if sites is None else sites
+    modules = dict(unwrap_model(model).named_modules())
+    return [modules[s.path.rpartition(".")[0]] for s in sites if s.side == "decoder"]
 
 
 def first_device(model: nn.Module) -> torch.device:

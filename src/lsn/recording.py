@@ -27,8 +27,17 @@ from safetensors.torch import load_file, safe_open
 from tqdm.auto import tqdm
 
 from .corpora import Batch, CorpusSpec, corpus_fingerprint, describe_corpus, iter_batches, open_corpus
-from .hooks import activation_hooks
-from .models import NeuronSite, base_layer, find_neuron_sites, first_device, is_dtensor, model_shape, unwrap_model
+from .hooks import activation_hooks, output_hooks
+from .models import (
+    NeuronSite,
+    base_layer,
+    decoder_layers,
+    find_neuron_sites,
+    first_device,
+    is_dtensor,
+    model_shape,
+    unwrap_model,
+)
 from .stats import ActivationStats, atomic_save_file
 
 logger = logging.getLogger(__name__)
@@ -48,13 +57,20 @@ class _Accumulators:
     quantile_sums: list[torch.Tensor] | None
     above_quantile: list[torch.Tensor] | None
     above_threshold: list[torch.Tensor] | None
+    residual_sums: list[torch.Tensor] | None  # [groups, hidden] per decoder layer
 
     @classmethod
     def create(
-        cls, sites: list[NeuronSite], groups: int, record_sums: bool, quantile: float | None, threshold: bool = False
+        cls,
+        sites: list[NeuronSite],
+        groups: int,
+        record_sums: bool,
+        quantile: float | None,
+        threshold: bool = False,
+        hidden: int | None = None,
     ) -> _Accumulators:
-        def zeros(dtype):
-            return [torch.zeros(groups, s.num_neurons, dtype=dtype, device=s.device) for s in sites]
+        def zeros(dtype, width=None):
+            return [torch.zeros(groups, width or s.num_neurons, dtype=dtype, device=s.device) for s in sites]
 
         return cls(
             counts=zeros(torch.int64),
@@ -63,6 +79,7 @@ class _Accumulators:
             quantile_sums=zeros(torch.float64) if quantile is not None else None,
             above_quantile=zeros(torch.int64) if quantile is not None else None,
             above_threshold=zeros(torch.int64) if threshold else None,
+            residual_sums=zeros(torch.float64, hidden) if hidden else None,
         )
 
     def named(self) -> dict[str, list[torch.Tensor]]:
@@ -133,6 +150,12 @@ class _Recorder:
         if key not in self._cache:
             self._cache[key] = self.masks[side].to(device=device, dtype=dtype, non_blocking=True)
         return self._cache[key]
+
+    def residual(self, layer: int, hidden: torch.Tensor) -> None:
+        """Add the real tokens' output hidden states of decoder layer `layer` (the residual stream)."""
+        flat = hidden.reshape(-1, hidden.shape[-1]).float()  # [tokens, hidden]
+        weights = self._mask("decoder", flat.device, flat.dtype)[None, :]  # [1, tokens]
+        self.acc.residual_sums[layer][self.group] += torch.mm(weights, flat)[0]
 
     def check_finite(self) -> None:
         """Raise `NonFiniteActivationError` naming every layer that produced a NaN or inf so far."""
@@ -361,6 +384,7 @@ def record_activations(
     quantile: float | None = None,
     threshold: torch.Tensor | None = None,
     quantile_method: QuantileMethod = "linear",
+    residual_means: bool = False,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = True,
@@ -386,6 +410,9 @@ def record_activations(
             `corpora`, against its own (e.g. `first.group_quantiles()`: Mondal et al.'s pass 2).
         quantile_method: `"linear"` interpolates between ranks exactly as `torch.quantile`
             (the reference); `"nearest"` takes the `ceil(q * n)`-th smallest value.
+        residual_means: also sum each decoder layer's output hidden state over real tokens in the same pass
+            (`stats.residual_sums`; DiffMean steering: `lsn.diffmean.ResidualMeans.from_stats(stats)`); decoder-only
+            models.
         checkpoint: a directory; counters are saved there every `checkpoint_every` batches and
             a restart with the same arguments continues where the last save left off.
         progress: show a progress bar (tokens/s) per group on the main process.
@@ -420,7 +447,11 @@ def record_activations(
     data_rank, data_size, tp_size = _tensor_parallel(sites, rank, world_size) if world_size > 1 else (0, 1, 1)
     device = first_device(model)
 
-    acc = _Accumulators.create(sites, len(groups), record_sums, quantile, threshold is not None)
+    layers = decoder_layers(model, sites) if residual_means else []
+    hidden = getattr(getattr(config, "text_config", None) or config, "hidden_size", None) if residual_means else None
+    if residual_means and (encoder_decoder or not hidden):
+        raise ValueError("`residual_means=True` records decoder-only models with a `hidden_size` in their config.")
+    acc = _Accumulators.create(sites, len(groups), record_sums, quantile, threshold is not None, hidden)
     sides = ("encoder", "decoder") if encoder_decoder else ("decoder",)
     tokens = {side: torch.zeros(len(groups), dtype=torch.int64) for side in sides}
     metadata = {
@@ -446,6 +477,7 @@ def record_activations(
         "quantile": quantile,
         "quantile_method": quantile_method,
         "threshold": _digest(threshold),
+        "residual_means": residual_means,
     }
     ckpt = _Checkpoint(checkpoint, rank, world_size, fingerprint) if checkpoint is not None else None
     done = {g: {"batches": 0, "done": False} for g in groups}
@@ -460,7 +492,11 @@ def record_activations(
     was_training = model.training
     model.eval()
     try:
-        with activation_hooks(sites, recorder, sharded=True), torch.inference_mode():
+        with (
+            activation_hooks(sites, recorder, sharded=True),
+            output_hooks(layers, recorder.residual),
+            torch.inference_mode(),
+        ):
             for k, group in enumerate(groups):
                 if done[group]["done"]:
                     continue
@@ -510,6 +546,8 @@ def record_activations(
     if missing:
         raise ValueError(f"Group(s) {missing} produced no tokens: give each group some text, or leave it out.")
     stacked = acc.stacked()
+    if "residual_sums" in stacked and tp_size > 1:  # every rank of a tensor-parallel group holds the full stream
+        stacked["residual_sums"] /= tp_size
     quantile_means = None
     if quantile is not None:
         quantile_means = stacked["quantile_sums"] / batches.clamp_min(1).double()
@@ -526,6 +564,7 @@ def record_activations(
         threshold=threshold,
         above_threshold=stacked.get("above_threshold"),
         encoder_tokens=tokens.get("encoder"),
+        residual_sums=stacked.get("residual_sums"),
         metadata=metadata
         | {"world_size": world_size, "tensor_parallel": tp_size, "record_sums": record_sums}
         | ({"quantile_method": quantile_method} if quantile is not None else {}),

@@ -34,6 +34,7 @@ _OPTIONAL = (
     "above_quantile",
     "above_threshold",
     "encoder_tokens",
+    "residual_sums",
 )
 _SAVED = ("counts", "tokens", *_OPTIONAL, "threshold")  # every tensor a file holds
 
@@ -79,6 +80,9 @@ class ActivationStats:
             `threshold`, like `counts`.
         encoder_tokens (`torch.LongTensor`, *optional*): real encoder tokens per group
             (encoder-decoder models only).
+        residual_sums (`torch.DoubleTensor` of shape `(layers, hidden, groups)`, *optional*): the sum over real
+            tokens of each decoder layer's output hidden state (the residual stream), for DiffMean
+            (`lsn.diffmean.ResidualMeans.from_stats`); recorded with `residual_means=True`.
         metadata (`dict`): model name and revision, layer sites, `seq_len`, corpora, lsn version.
     """
 
@@ -94,6 +98,7 @@ class ActivationStats:
     threshold: torch.Tensor | None = None
     above_threshold: torch.Tensor | None = None
     encoder_tokens: torch.Tensor | None = None
+    residual_sums: torch.Tensor | None = None
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -114,6 +119,13 @@ class ActivationStats:
             value = getattr(self, name)
             if value is not None and value.shape != self.counts.shape:
                 raise ValueError(f"`{name}` has shape {tuple(value.shape)}, expected {tuple(self.counts.shape)}.")
+        if self.residual_sums is not None and (
+            self.residual_sums.ndim != 3 or self.residual_sums.shape[::2] != (self.num_layers, k)
+        ):
+            raise ValueError(
+                f"`residual_sums` has shape {tuple(self.residual_sums.shape)}, "
+                f"expected ({self.num_layers}, hidden, {k})."
+            )
         if (self.threshold is None) != (self.above_threshold is None):
             raise ValueError("`threshold` and `above_threshold` go together: give both or neither.")
         if self.threshold is not None and self.threshold.shape not in (self.counts.shape[:2], self.counts.shape):
