@@ -1,7 +1,8 @@
-"""Shared benchmark helpers: a Llama of a given shape, device sync, best-of-N timing."""
+"""Shared benchmark helpers: a Llama of a given shape, device sync, best-of-N and median-of-N timing."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -40,20 +41,30 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_times(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, float]:
-    """Best wall time of each function, run in interleaved rounds after one warm-up each, so that
+def interleaved_times(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, list[float]]:
+    """Every wall time of each function, run in interleaved rounds after one warm-up each, so that
     background load hits every contender alike."""
     for fn in fns.values():
         fn()
-    best = dict.fromkeys(fns, float("inf"))
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             sync(device)
             start = time.perf_counter()
             fn()
             sync(device)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def best_times(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Best of `interleaved_times`."""
+    return {name: min(t) for name, t in interleaved_times(fns, device, repeats).items()}
+
+
+def median_ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of the per-round ratio `num / den`: each round's two runs saw the same load."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))
 
 
 def random_batches(n: int, batch: int, seq: int, vocab: int, device: str | torch.device = "cpu") -> list[dict]:

@@ -56,8 +56,8 @@ def must_fire(sites: Iterable[NeuronSite], *, sharded: bool = False) -> list[Rem
         if not sharded and site.neuron_range != (0, site.num_neurons):
             raise UnsupportedModelError(
                 f"`{site.path}` holds neurons {site.neuron_range} of {site.num_neurons} on this rank (tensor "
-                "parallelism); only `record_activations` supports sharded FFNs so far. Load the model without "
-                "`tp_plan` (e.g. `device_map='auto'` over the GPUs) for interventions and task masks."
+                "parallelism); recording, interventions, steering and task masks support sharded FFNs, this "
+                "reader does not yet. Load the model without `tp_plan` (e.g. `device_map='auto'` over the GPUs)."
             )
         fired = [False]
         width = site.local_neurons

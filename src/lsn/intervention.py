@@ -84,12 +84,21 @@ class Intervention:
     _placed: dict[int, tuple[torch.Tensor, torch.Tensor | float | None]] = field(default_factory=dict, repr=False)
 
     def attach(self, sites: Sequence[NeuronSite]) -> Intervention:
-        """Place indices and values on each layer's device once, then hook the layers that have neurons."""
-        chosen = [s for s in sites if s.index in self.neurons]
-        for site in chosen:
-            value = self.value[site.index].to(site.device) if isinstance(self.value, dict) else self.value
-            self._placed[site.index] = (self.neurons[site.index].to(site.device), value)
-        self.handles = attach_activation_hooks(chosen, self._edit)
+        """Place indices and values on each layer's device once, then hook the layers that have neurons.
+
+        Under tensor parallelism each rank keeps the neurons of its shard (`site.neuron_range`), as local
+        indices with their values; a layer without any on this rank is not hooked here.
+        """
+        for site in sites:
+            if site.index not in self.neurons:
+                continue
+            here, local = site.local_indices(self.neurons[site.index])
+            if not local.numel():
+                continue
+            value = self.value[site.index][here].to(site.device) if isinstance(self.value, dict) else self.value
+            self._placed[site.index] = (local.to(site.device), value)
+        chosen = [s for s in sites if s.index in self._placed]
+        self.handles = attach_activation_hooks(chosen, self._edit, sharded=True)
         return self
 
     def _edit(self, site: NeuronSite, pre: torch.Tensor, act: torch.Tensor) -> torch.Tensor:

@@ -192,6 +192,14 @@ class NeuronSite:
         start, stop = self.neuron_range
         return stop - start
 
+    def local_indices(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(here, local)`: which of the global `indices` this process computes (a bool mask over them), and
+        those indices within its shard (`index - start`). The whole layer, and `indices` unchanged, without
+        tensor parallelism."""
+        start, stop = self.neuron_range
+        here = (indices >= start) & (indices < stop)
+        return here, indices[here] - start
+
 
 def tensor_parallel_range(site: NeuronSite) -> tuple[int, int]:
     """`site.neuron_range` from the DTensor placements of the site's input matrix; clear errors otherwise."""

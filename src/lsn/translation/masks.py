@@ -56,9 +56,9 @@ class TaskMasks:
         for task in self.tasks:
             keep = resolve_neurons(sites, self.neuron_set, task)
             for site in sites:
-                mask = torch.zeros(site.num_neurons, dtype=torch.bool)
+                mask = torch.zeros(site.local_neurons, dtype=torch.bool)  # this rank's shard under tensor parallelism
                 if site.index in keep:
-                    mask[keep[site.index]] = True
+                    mask[site.local_indices(keep[site.index])[1]] = True
                 self._masks[task, site.index] = mask.to(site.device)
 
     def _hook(self, site: NeuronSite, pre: torch.Tensor, act: torch.Tensor) -> torch.Tensor | None:
@@ -84,7 +84,7 @@ class TaskMasks:
         """Hook the masks into `model` for the block; they are removed on exit, also after errors."""
         sites = find_neuron_sites(model)
         self._place(sites)
-        with activation_hooks(sites, self._hook):
+        with activation_hooks(sites, self._hook, sharded=True):
             yield self
 
     @contextmanager
