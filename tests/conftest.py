@@ -126,6 +126,16 @@ def make_tiny_model(family: str, seed: int = 0, **overrides) -> transformers.Pre
     return auto.from_config(config).eval()
 
 
+def make_tiny_classifier(tokenizer, num_labels: int = 3, seed: int = 0) -> transformers.PreTrainedModel:
+    """The tiny Llama with a sequence-classification head that pools the last real token (pad = the tokenizer's)."""
+    config_class, kwargs, _ = TINY_CONFIGS["llama"]
+    config = config_class(
+        vocab_size=len(tokenizer), num_labels=num_labels, pad_token_id=tokenizer.pad_token_id, **kwargs
+    )
+    torch.manual_seed(seed)
+    return transformers.AutoModelForSequenceClassification.from_config(config).eval()
+
+
 def fixed_threshold(model: torch.nn.Module, seed: int = 0) -> torch.Tensor:
     """A deterministic per-neuron pre-activation threshold of the model's shape (for `threshold=`)."""
     from lsn.models import find_neuron_sites

@@ -6,7 +6,7 @@ import datasets
 import pytest
 import torch
 import transformers
-from conftest import make_tiny_model
+from conftest import make_tiny_classifier, make_tiny_model
 
 from lsn.crosslingual import encode_nli_classification, encode_qa_prompt, evaluate_qa, fit_qa_prompt, qa_prompt
 from lsn.demo.world import nli_items, qa_items
@@ -86,18 +86,7 @@ def test_xnli_pooled_position_is_the_last_real_token(tiny_tokenizer, padding_sid
     tok = copy.deepcopy(tiny_tokenizer)
     tok.pad_token = tok.eos_token  # as for Llama-type tokenizers: pad = EOS, and an EOS inside every input
     tok.padding_side = padding_side
-    config = transformers.LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=3,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForSequenceClassification(config).eval()
+    model = make_tiny_classifier(tok)
     items = nli_items("es", 4, seed=3)
     enc = encode_nli_classification(tok)({k: [r[k] for r in items] for k in items[0]})
     features = [

@@ -7,7 +7,7 @@ import datasets
 import peft
 import pytest
 import torch
-from conftest import make_tiny_model
+from conftest import make_tiny_classifier, make_tiny_model
 
 import lsn
 from lsn import train as lsn_train
@@ -149,26 +149,9 @@ def test_mondal_nli_features_by_hand(tiny_tokenizer):
     enc = encode_nli_classification(tok, cut, "mondal")(batch)
     assert enc["labels"] == [r["label"] for r, n in zip(items, lengths, strict=True) if n < cut]
 
-    model = lsn_sequence_model(tok)
+    model = make_tiny_classifier(tok)
     result = evaluate_nli_classification(model, tok, datasets.Dataset.from_list(items), 2, cut, nli_format="mondal")
     assert result["dropped"] == dropped and 0 <= result["accuracy"] <= 1
-
-
-def lsn_sequence_model(tok):
-    import transformers
-
-    config = transformers.LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=3,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForSequenceClassification(config).eval()
 
 
 def test_mondal_xnli_trains_on_the_first_rows(tiny_tokenizer, monkeypatch):
