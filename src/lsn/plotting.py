@@ -94,7 +94,7 @@ def plot_delta_matrix(
     delta = matrix.delta.numpy()
     limit = max(abs(float(delta.min())), abs(float(delta.max())), 1e-6) if delta.size else 1.0
     rows, cols = len(matrix.rows), len(matrix.columns)
-    fig, ax = plt.subplots(figsize=(1.6 + 0.7 * cols, 1.0 + 0.5 * rows))
+    fig, ax = plt.subplots(figsize=(max(3.5, 1.6 + 0.7 * cols), 1.0 + 0.5 * rows))  # room for the labels
     image = ax.imshow(delta, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(cols), matrix.columns, rotation=45, ha="right")
     ax.set_yticks(range(rows), [f"{r} ({matrix.neurons.get(r, 0)})" for r in matrix.rows])
