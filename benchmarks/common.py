@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import statistics
 import time
 from collections.abc import Callable
@@ -34,6 +35,18 @@ def tiny_llama(
     with torch.device(device):
         model = transformers.LlamaForCausalLM(config)
     return model.to(dtype=dtype).eval()
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB): `VmHWM`, which starts afresh at `exec` (unlike `ru_maxrss`, which
+    a child started from a large parent inherits, so its growth would read 0)."""
+    status = pathlib.Path("/proc/self/status")
+    for line in status.read_text(encoding="ascii").splitlines() if status.exists() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB elsewhere may differ
 
 
 def sync(device: torch.device) -> None:

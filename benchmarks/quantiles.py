@@ -3,16 +3,17 @@
 One FFN layer of 14336 neurons (hidden 64, so the FFN's own activations are what the forward holds), one
 batch of 8 x 1024 = 8k tokens in bfloat16, recorded in a fresh process each: without quantiles, with
 `quantile=0.9` chunked over neurons (`QUANTILE_CHUNK_BYTES`, the default) and unchunked (one chunk of all
-neurons). The figure is the growth of `ru_maxrss` over the call, beyond the loaded model.
+neurons). The figure is the growth of the peak resident memory (`VmHWM`) over the call, beyond the loaded model.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
+
+from common import peak_rss_mib
 
 NEURONS, BATCH, SEQ = 14336, 8, 1024
 DTYPE = "float32"
@@ -35,10 +36,10 @@ def _child(mode: str) -> None:
     model = transformers.AutoModelForCausalLM.from_config(config).to(getattr(torch, DTYPE)).eval()
     ids = torch.randint(0, 256, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mib()
     lsn.record_activations(model, {"g": [batch]}, quantile=None if mode == "none" else 0.9, progress=False)
-    growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    print(json.dumps({"peak_growth_mib": growth / 1024}))
+    growth = peak_rss_mib() - before
+    print(json.dumps({"peak_growth_mib": growth}))
 
 
 def measure(device: str = "cpu") -> dict[str, float]:

@@ -1,15 +1,16 @@
 """Peak memory of the chunked NLL (`lsn.token_nll`) at Llama-3's vocabulary, in a fresh process.
 
-The growth of `ru_maxrss` over one call at vocab 128256 and batch 4 x 1024 on a Llama with hidden 32
-(so the LM head's logits dominate), next to what the float32 logits of the whole batch alone would take.
+The growth of the peak resident memory (`VmHWM`) over one call at vocab 128256 and batch 4 x 1024 on a Llama
+with hidden 32 (so the LM head's logits dominate), next to what the float32 logits of the whole batch alone take.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
+
+from common import peak_rss_mib
 
 VOCAB, BATCH, SEQ = 128256, 4, 1024
 
@@ -28,10 +29,10 @@ def _child() -> None:
     ids = torch.randint(0, VOCAB, (BATCH, SEQ))
     with torch.inference_mode():
         model.model(input_ids=ids[:1, :8])
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = peak_rss_mib()
         token_nll(model, ids)
-        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    print(json.dumps({"peak_growth_mib": growth / 1024}))
+        growth = peak_rss_mib() - before
+    print(json.dumps({"peak_growth_mib": growth}))
 
 
 def measure(device: str = "cpu") -> dict[str, float]:

@@ -1,11 +1,12 @@
 """Run by test_scoring in a fresh process: peak RSS growth of `token_nll` at Llama-3's vocabulary.
 
-Prints one JSON line: the growth of `ru_maxrss` over the call (the kernel's high-water mark of the
+Prints one JSON line: the growth of `VmHWM` over the call (the kernel's high-water mark of the
 process's resident memory; torch's CPU allocator returns large buffers to the OS, so the mark follows
 live tensors), and the largest difference to the model's own per-sequence loss computed afterwards.
 """
 
 import json
+import pathlib
 import resource
 import sys
 
@@ -16,7 +17,12 @@ from lsn.scoring import token_nll
 
 
 def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """Peak resident memory: `VmHWM` starts afresh at exec (`ru_maxrss` is inherited from the parent)."""
+    status = pathlib.Path("/proc/self/status")
+    for line in status.read_text(encoding="ascii").splitlines() if status.exists() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -462,24 +462,23 @@ def record_activations(
         "max_tokens": max_tokens,
         "corpora": {g: describe_corpus(src) for g, src in corpora.items()},
     }
-    # Everything that determines the counts: a resumed run with any other value is refused.
-    fingerprint = {
-        k: metadata[k]
-        for k in ("num_layers", "num_neurons", "model_name", "revision", "sites", "seq_len", "batch_size", "max_tokens")
-    } | {
-        "corpora": {g: corpus_fingerprint(src) for g, src in corpora.items()},
-        "text_column": text_column,
-        "tokenizer": _describe_tokenizer(tokenizer),
-        "dtype": str(next(model.parameters()).dtype),
-        "groups": groups,
-        "world_size": world_size,
-        "record_sums": record_sums,
-        "quantile": quantile,
-        "quantile_method": quantile_method,
-        "threshold": _digest(threshold),
-        "residual_means": residual_means,
-    }
-    ckpt = _Checkpoint(checkpoint, rank, world_size, fingerprint) if checkpoint is not None else None
+    ckpt = None
+    if checkpoint is not None:  # everything that determines the counts: a resume with any other value is refused
+        keys = ("num_layers", "num_neurons", "model_name", "revision", "sites", "seq_len", "batch_size", "max_tokens")
+        fingerprint = {k: metadata[k] for k in keys} | {
+            "corpora": {g: corpus_fingerprint(src) for g, src in corpora.items()},
+            "text_column": text_column,
+            "tokenizer": _describe_tokenizer(tokenizer),
+            "dtype": str(next(model.parameters()).dtype),
+            "groups": groups,
+            "world_size": world_size,
+            "record_sums": record_sums,
+            "quantile": quantile,
+            "quantile_method": quantile_method,
+            "threshold": _digest(threshold),
+            "residual_means": residual_means,
+        }
+        ckpt = _Checkpoint(checkpoint, rank, world_size, fingerprint)
     done = {g: {"batches": 0, "done": False} for g in groups}
     if ckpt is not None:
         done = ckpt.load(acc, tokens) or done
