@@ -136,6 +136,21 @@ def make_tiny_classifier(tokenizer, num_labels: int = 3, seed: int = 0) -> trans
     return transformers.AutoModelForSequenceClassification.from_config(config).eval()
 
 
+def capture_outputs(model: torch.nn.Module, modules: list[torch.nn.Module], batch: dict) -> dict[int, torch.Tensor]:
+    """`{i: output of modules[i]}` of one no-grad forward of `model` on `batch`, by hooks of the test's own."""
+    seen: dict[int, torch.Tensor] = {}
+    handles = [
+        m.register_forward_hook(lambda mod, a, out, i=i: seen.__setitem__(i, out)) for i, m in enumerate(modules)
+    ]
+    try:
+        with torch.no_grad():
+            model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
 def fixed_threshold(model: torch.nn.Module, seed: int = 0) -> torch.Tensor:
     """A deterministic per-neuron pre-activation threshold of the model's shape (for `threshold=`)."""
     from lsn.models import find_neuron_sites

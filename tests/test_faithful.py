@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import make_tiny_model, padded_batches
+from conftest import capture_outputs, make_tiny_model, padded_batches
 
 import lsn
 from lsn.cli import main
@@ -10,15 +10,7 @@ from lsn.cli import main
 
 def gate_outputs(model, batch):
     """[real tokens, neurons] pre-activation `gate_proj(x)` of every layer, by a hook of our own."""
-    captured, handles = {}, []
-    for i, layer in enumerate(model.model.layers):
-        handles.append(layer.mlp.gate_proj.register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out)))
-    try:
-        with torch.no_grad():
-            model(**batch)
-    finally:
-        for h in handles:
-            h.remove()
+    captured = capture_outputs(model, [layer.mlp.gate_proj for layer in model.model.layers], batch)
     mask = batch["attention_mask"].reshape(-1).bool()
     return [captured[i].reshape(-1, captured[i].shape[-1])[mask] for i in range(len(captured))]
 

@@ -7,7 +7,7 @@ import datasets
 import peft
 import pytest
 import torch
-from conftest import make_tiny_classifier, make_tiny_model
+from conftest import capture_outputs, make_tiny_classifier, make_tiny_model
 
 import lsn
 from lsn import train as lsn_train
@@ -348,17 +348,7 @@ def test_pre_mean_values_by_hand():
         total = torch.zeros(len(sites), sites[0].num_neurons, dtype=torch.float64)
         tokens = 0
         for batch in corpora[group]:
-            seen: dict[int, torch.Tensor] = {}
-            handles = [
-                s.input_modules[0].register_forward_hook(lambda m, a, out, i=s.index, d=seen: d.__setitem__(i, out))
-                for s in sites
-            ]
-            try:
-                with torch.no_grad():
-                    model(**batch)
-            finally:
-                for h in handles:
-                    h.remove()
+            seen = capture_outputs(model, [s.input_modules[0] for s in sites], batch)  # by site index
             mask = batch["attention_mask"].bool()
             tokens += int(mask.sum())
             for i, pre in seen.items():  # gate_proj(x) over real tokens
@@ -387,17 +377,7 @@ def test_count_padding_counts_every_position_by_hand(monkeypatch):
     sites = lsn.find_neuron_sites(model)
     counts = torch.zeros(len(sites), sites[0].num_neurons, dtype=torch.long)
     for batch in batches:  # the model still sees its attention mask; every position counts
-        seen: dict[int, torch.Tensor] = {}
-        handles = [
-            s.activation.register_forward_hook(lambda m, a, out, i=s.index, d=seen: d.__setitem__(i, out))
-            for s in sites
-        ]
-        try:
-            with torch.no_grad():
-                model(**batch)
-        finally:
-            for h in handles:
-                h.remove()
+        seen = capture_outputs(model, [s.activation for s in sites], batch)  # by site index
         for i, act in seen.items():
             counts[i] += (act > 0).reshape(-1, act.shape[-1]).sum(0)
     assert int(stats.tokens[0]) == sum(b["input_ids"].numel() for b in batches) > int(real.tokens[0])
