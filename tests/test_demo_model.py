@@ -13,12 +13,11 @@ import pytest
 import torch
 import transformers
 
-from lsn import nll_matrix, record_activations, select_lape
+from lsn import NeuronSet, nll_matrix
 from lsn.demo import pretrain as demo_pretrain
-from lsn.demo.pretrain import DEMO_MODEL_DIR, DEMO_TOP_RATE, heldout_texts, load_demo_model, pretraining_texts
+from lsn.demo.pretrain import DEMO_MODEL_DIR, demo_lape_neurons, heldout_texts, load_demo_model, pretraining_texts
 from lsn.demo.world import LANGUAGES
 
-RECORD_TOKENS = 20_000  # per language, from the pretraining distribution
 EVAL_TOKENS = 4096  # per language, held out (seed 1)
 
 
@@ -30,16 +29,7 @@ def demo():
 @pytest.fixture(scope="module")
 def matrix(demo):
     model, tokenizer = demo
-    stats = record_activations(
-        model,
-        pretraining_texts(400),
-        tokenizer=tokenizer,
-        seq_len=128,
-        batch_size=16,
-        max_tokens=RECORD_TOKENS,
-        progress=False,
-    )
-    neurons = select_lape(stats, top_rate=DEMO_TOP_RATE)
+    neurons = NeuronSet.from_pretrained(demo_lape_neurons())  # the recipes' `lsn:demo-lape`, recorded once
     return nll_matrix(
         model,
         neurons,
@@ -119,22 +109,11 @@ def test_neuron_lora_on_english_nli_beats_chance(tmp_path):
     from lsn.demo.tasks import world_task_files
     from lsn.train import DataArguments, ModelArguments, NeuronArguments, main
 
-    model, tokenizer = load_demo_model()
-    stats = record_activations(
-        model,
-        pretraining_texts(400),
-        tokenizer=tokenizer,
-        seq_len=128,
-        batch_size=16,
-        max_tokens=RECORD_TOKENS,
-        progress=False,
-    )
-    select_lape(stats, top_rate=DEMO_TOP_RATE).save_pretrained(tmp_path / "neurons")
     results = main(
         ModelArguments(model_name_or_path="lsn:demo"),
         NeuronArguments(
             condition="neuron-lora",
-            neurons=str(tmp_path / "neurons"),
+            neurons=str(demo_lape_neurons()),
             neuron_groups=["en"],
             r=16,
             lora_alpha=32,
